@@ -1,0 +1,1 @@
+"""Core domain: the rules of AgentDeck, called by both the dashboard (ui/) and the API (api/)."""

@@ -1,0 +1,59 @@
+"""One settings object, built from flags and environment variables, passed down explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".agentdeck"
+
+
+class Settings(BaseSettings):
+    """Every knob of a running AgentDeck. Flags of main.py override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTDECK_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    # Without a URL the database is a SQLite file in the data dir.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("database_url", "DATABASE_URL")
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    password: str | None = None
+    native: bool = False
+    demo: bool = False
+    # Request bodies larger than this are refused (413) before they are parsed.
+    max_body: int = 2 * 1024 * 1024
+    # "N/period" as understood by the `limits` library, or "off".
+    rate_limit: str = "600/minute"
+    # Largest message content accepted, in characters.
+    max_message_chars: int = 100_000
+    # Persisted events older than this many days are deleted; 0 keeps them forever.
+    event_retention_days: int = 30
+    # Secret for signing dashboard session cookies; generated into the data dir when unset.
+    storage_secret: str | None = None
+    # Key that encrypts LLM API keys at rest; read from <data_dir>/secret.key when unset.
+    secret_key: str | None = None
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'agentdeck.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        url = self.resolved_database_url
+        return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None

@@ -1,0 +1,373 @@
+"""The event log and the live bus (SPEC §5) — a transactional outbox.
+
+Writing: every change appends its Event row with `append_event` inside the change's own write
+transaction, so the change and its event commit or vanish together. `seq` is max+1 taken under
+the database-wide write lock (see storage/db.py), so seq order is commit order and has no gaps.
+
+Delivery: after such a commit the bus's pump wakes, reads the new rows in seq order and fans them
+out to subscribers. The table is the only source of truth: a subscriber that resumes with
+`since` reads the rows it missed, then continues live, deduplicating by seq. With PostgreSQL the
+commit also NOTIFYs, so pumps in other processes wake and read the same rows.
+
+A slow subscriber never blocks anyone: its queue is bounded; on overflow the queue is dropped
+and the subscription quietly re-reads from its last seq (the `resume` marker tells consumers
+that care). `llm_token` events are pushed only, never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlmodel import Session, col, select
+
+from core.db import EVENTS_WRITTEN, Database
+from storage.models import Event
+from storage.types import utcnow
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "agentdeck_events"
+REPLAY_PAGE = 500
+DEFAULT_QUEUE_SIZE = 1000
+
+
+class EventType(StrEnum):
+    AGENT_CREATED = "agent_created"
+    AGENT_UPDATED = "agent_updated"
+    AGENT_DELETED = "agent_deleted"
+    AGENT_STATUS_CHANGED = "agent_status_changed"
+    AGENT_ACTIVITY = "agent_activity"
+    AGENT_MESSAGE = "agent_message"
+    AGENT_CONTEXT_UPDATED = "agent_context_updated"
+    RUN_STARTED = "run_started"
+    RUN_ROUND = "run_round"
+    RUN_FINISHED = "run_finished"
+    LLM_TOKEN = "llm_token"
+    # Control frame: the subscriber fell behind and was re-synced from the log.
+    RESUME = "resume"
+
+
+class EventOut(BaseModel):
+    """One event as every consumer sees it (WebSocket frame, REST list, dashboard)."""
+
+    seq: int | None
+    type: str
+    workspace_id: uuid.UUID | None
+    agent_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
+    ts: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Event) -> EventOut:
+        return cls(
+            seq=row.seq,
+            type=row.type,
+            workspace_id=row.workspace_id,
+            agent_id=row.agent_id,
+            run_id=row.run_id,
+            ts=row.created_at,
+            data=row.payload,
+        )
+
+
+def append_event(
+    session: Session,
+    type: EventType,
+    workspace_id: uuid.UUID,
+    data: dict[str, Any],
+    *,
+    agent_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
+) -> Event:
+    """Append an event to the log inside the caller's write transaction."""
+    if type is EventType.LLM_TOKEN:
+        raise ValueError("llm_token events are pushed with EventBus.publish_ephemeral, never stored")
+    next_seq = session.info.get("agentdeck_next_seq")
+    if next_seq is None:
+        current = session.exec(select(sa.func.max(Event.seq))).one()
+        next_seq = (current or 0) + 1
+        if session.get_bind().dialect.name == "postgresql":
+            # Delivered at commit only, so other processes never read ahead of the commit.
+            session.exec(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))  # type: ignore[call-overload]
+    row = Event(
+        seq=next_seq,
+        type=type.value,
+        workspace_id=workspace_id,
+        agent_id=agent_id,
+        run_id=run_id,
+        payload=data,
+    )
+    session.add(row)
+    session.info["agentdeck_next_seq"] = next_seq + 1
+    session.info[EVENTS_WRITTEN] = True
+    return row
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a reader wants. A workspace filter is what keeps tenants apart."""
+
+    workspace_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
+    types: frozenset[str] | None = None
+
+    def matches(self, event: EventOut) -> bool:
+        if self.workspace_id is not None and event.workspace_id != self.workspace_id:
+            return False
+        if self.agent_id is not None and event.agent_id != self.agent_id:
+            return False
+        if self.run_id is not None and event.run_id != self.run_id:
+            return False
+        return self.types is None or event.type in self.types
+
+    def where(self) -> list[Any]:
+        clauses: list[Any] = []
+        if self.workspace_id is not None:
+            clauses.append(Event.workspace_id == self.workspace_id)
+        if self.agent_id is not None:
+            clauses.append(Event.agent_id == self.agent_id)
+        if self.run_id is not None:
+            clauses.append(Event.run_id == self.run_id)
+        if self.types is not None:
+            clauses.append(col(Event.type).in_(sorted(self.types)))
+        return clauses
+
+
+def read_events(session: Session, flt: EventFilter, since: int, limit: int) -> list[EventOut]:
+    """Persisted events with seq > since matching `flt`, oldest first (an index range scan)."""
+    stmt = select(Event).where(Event.seq > since, *flt.where()).order_by(col(Event.seq)).limit(limit)
+    return [EventOut.from_row(row) for row in session.exec(stmt)]
+
+
+def head_seq(session: Session) -> int:
+    return session.exec(select(sa.func.max(Event.seq))).one() or 0
+
+
+def purge_events_older_than(db: Database, days: int) -> int:
+    """Delete persisted events older than `days`; 0 keeps everything. Returns rows deleted."""
+    if days <= 0:
+        return 0
+    cutoff = utcnow() - timedelta(days=days)
+    with db.write() as session:
+        result = session.exec(sa.delete(Event).where(col(Event.created_at) < cutoff))  # type: ignore[call-overload]
+        return int(result.rowcount or 0)
+
+
+_RESUME = object()
+
+
+class Subscription:
+    """A live view of the event log for one consumer. Iterate it with `async for`."""
+
+    def __init__(self, bus: EventBus, flt: EventFilter, since: int | None, maxsize: int) -> None:
+        self.bus = bus
+        self.filter = flt
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=maxsize)
+        # With `since`, the log after it is replayed first; without, only what comes next.
+        self.last_seq = since if since is not None else bus.pumped_seq
+        self._replaying = since is not None
+        self.closed = False
+
+    def _offer(self, event: EventOut) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            # Dropping the backlog is safe: everything persisted is re-read from the log.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(_RESUME)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.bus._unsubscribe(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __aiter__(self) -> AsyncIterator[EventOut]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[EventOut]:
+        while not self.closed:
+            if self._replaying:
+                page = await asyncio.to_thread(self.bus.read, self.filter, self.last_seq, REPLAY_PAGE)
+                for event in page:
+                    assert event.seq is not None
+                    self.last_seq = event.seq
+                    yield event
+                if len(page) < REPLAY_PAGE:
+                    self._replaying = False
+                continue
+            item = await self.queue.get()
+            if item is _RESUME:
+                self._replaying = True
+                yield EventOut(
+                    seq=None,
+                    type=EventType.RESUME,
+                    workspace_id=self.filter.workspace_id,
+                    ts=utcnow(),
+                    data={"since": self.last_seq},
+                )
+                continue
+            if item.seq is None:  # pushed-only (llm_token)
+                yield item
+            elif item.seq > self.last_seq:
+                self.last_seq = item.seq
+                yield item
+
+
+class EventBus:
+    """Fans committed events out to this process's subscribers, in seq order."""
+
+    def __init__(self, db: Database, *, poll_interval: float = 1.0) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self.pumped_seq = 0
+        self._subscriptions: set[Subscription] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        db.on_commit_with_events(self.notify)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.pumped_seq = await asyncio.to_thread(self._head_seq)
+        self._tasks.append(asyncio.create_task(self._pump(), name="agentdeck-event-pump"))
+        if self.db.dialect == "postgresql":
+            self._tasks.append(asyncio.create_task(self._listen(), name="agentdeck-event-listen"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._loop = None
+        self._wake = None
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
+
+    # -- producers -------------------------------------------------------------------------
+    def notify(self) -> None:
+        """Wake the pump; safe from any thread. Called after each commit that wrote events."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(wake.set)
+
+    def publish_ephemeral(
+        self,
+        type: EventType,
+        workspace_id: uuid.UUID,
+        data: dict[str, Any],
+        *,
+        agent_id: uuid.UUID | None = None,
+        run_id: uuid.UUID | None = None,
+    ) -> None:
+        """Push an event that is not stored (llm_token); safe from any thread."""
+        event = EventOut(
+            seq=None,
+            type=type,
+            workspace_id=workspace_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            ts=utcnow(),
+            data=data,
+        )
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._fan_out, [event])
+
+    # -- consumers -------------------------------------------------------------------------
+    def subscribe(
+        self,
+        flt: EventFilter,
+        since: int | None = None,
+        maxsize: int = DEFAULT_QUEUE_SIZE,
+    ) -> Subscription:
+        """Subscribe from now (since=None) or from just after `since` (replay, then live)."""
+        sub = Subscription(self, flt, since, maxsize)
+        self._subscriptions.add(sub)
+        return sub
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)
+
+    def read(self, flt: EventFilter, since: int, limit: int) -> list[EventOut]:
+        with self.db.read() as session:
+            return read_events(session, flt, since, limit)
+
+    # -- internals -------------------------------------------------------------------------
+    def _head_seq(self) -> int:
+        with self.db.read() as session:
+            return head_seq(session)
+
+    def _fan_out(self, events: Iterable[EventOut]) -> None:
+        for event in events:
+            for sub in list(self._subscriptions):
+                if sub.filter.matches(event):
+                    sub._offer(event)
+
+    async def _pump(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            self._wake.clear()
+            try:
+                while True:
+                    page = await asyncio.to_thread(self.read, EventFilter(), self.pumped_seq, REPLAY_PAGE)
+                    if page:
+                        assert page[-1].seq is not None
+                        self.pumped_seq = page[-1].seq
+                        self._fan_out(page)
+                    if len(page) < REPLAY_PAGE:
+                        break
+            except Exception:  # the database may be briefly unavailable; retry on next wake
+                log.exception("event pump failed to read the log; retrying")
+
+    async def _listen(self) -> None:
+        """PostgreSQL only: wake the pump when another process commits events."""
+        import psycopg
+
+        url = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        if self._wake is not None:
+                            self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                await asyncio.sleep(1.0)

@@ -1,0 +1,88 @@
+"""What services return and accept: plain pydantic models, never live ORM rows.
+
+The API uses these as its response models, so OpenAPI describes exactly what core produces.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+Slug = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=SLUG_RE.pattern),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class WorkspaceCreate(BaseModel):
+    slug: Slug
+    name: Name | None = None
+
+
+class WorkspaceUpdate(BaseModel):
+    name: Name | None = None
+    settings: dict[str, Any] | None = None
+
+
+class WorkspacePublic(Public):
+    id: uuid.UUID
+    slug: str
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectCreate(BaseModel):
+    slug: Slug
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
+
+
+class ProjectUpdate(BaseModel):
+    name: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+
+
+class ProjectPublic(Public):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    slug: str
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class RepositoryLinkCreate(BaseModel):
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    default_branch: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "main"
+
+
+class RepositoryLinkPublic(Public):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    url: str
+    default_branch: str
+    created_at: datetime
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One keyset page. `next_cursor` is null on the last page."""
+
+    items: list[T]
+    next_cursor: str | None = None

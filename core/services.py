@@ -1,0 +1,52 @@
+"""The service container: one object that holds every domain service of a running AgentDeck.
+
+main.py builds it once; ui/ and api/ reach it through `get_services()`. Tests build their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.config import Settings
+from core.db import Database
+from core.events import EventBus
+from core.workspaces import WorkspaceService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    workspaces: WorkspaceService
+
+    async def start(self) -> None:
+        await self.bus.start()
+
+    async def stop(self) -> None:
+        await self.bus.stop()
+
+
+def build_services(settings: Settings, db: Database | None = None) -> Services:
+    db = db or Database(settings.resolved_database_url)
+    bus = EventBus(db)
+    return Services(
+        settings=settings,
+        db=db,
+        bus=bus,
+        workspaces=WorkspaceService(db),
+    )
+
+
+_current: Services | None = None
+
+
+def set_services(services: Services | None) -> None:
+    global _current
+    _current = services
+
+
+def get_services() -> Services:
+    if _current is None:
+        raise RuntimeError("AgentDeck services are not built yet (main.py builds them at startup)")
+    return _current

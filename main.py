@@ -1,0 +1,195 @@
+"""AgentDeck entry point: parse flags, build settings, migrate, wire core + api + ui, serve.
+
+    uv run main.py                      # dashboard on http://127.0.0.1:8080, SQLite in ~/.agentdeck
+    uv run main.py --demo               # ... with a seeded `demo` workspace
+    uv run main.py workspace create SLUG [--name N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import secrets
+import sys
+
+from core.config import Settings
+
+log = logging.getLogger("agentdeck")
+
+
+class StartupError(Exception):
+    """Startup cannot go on; the message tells the user what to do."""
+
+
+def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    # Declared on the main parser and on every sub-command so options work before or after it;
+    # SUPPRESS on the sub-commands keeps them from overwriting a value given before the command.
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--data-dir", default=default, help="data folder (AGENTDECK_DATA_DIR)")
+    parser.add_argument("--database-url", default=default, help="database URL (DATABASE_URL)")
+    parser.add_argument("--host", default=default, help="address to bind (AGENTDECK_HOST)")
+    parser.add_argument("--port", type=int, default=default, help="port (AGENTDECK_PORT)")
+    parser.add_argument("--password", default=default, help="dashboard password (AGENTDECK_PASSWORD)")
+    parser.add_argument("--native", action="store_true", default=default, help="open a desktop window")
+    parser.add_argument("--demo", action="store_true", default=default, help="seed a `demo` workspace")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="AgentDeck: a control room for LLM agents")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    _common_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command")
+
+    workspace = commands.add_parser("workspace", help="manage workspaces")
+    ws_commands = workspace.add_subparsers(dest="action", required=True)
+    ws_create = ws_commands.add_parser("create", help="create a workspace")
+    ws_create.add_argument("slug")
+    ws_create.add_argument("--name")
+    _common_options(ws_create, suppress=True)
+    ws_list = ws_commands.add_parser("list", help="list workspaces")
+    _common_options(ws_list, suppress=True)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value
+        for key, value in {
+            "data_dir": getattr(args, "data_dir", None),
+            "database_url": getattr(args, "database_url", None),
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "password": getattr(args, "password", None),
+            "native": getattr(args, "native", None) or None,
+            "demo": getattr(args, "demo", None) or None,
+        }.items()
+        if value is not None
+    }
+    # Keyword arguments take precedence over the environment in pydantic-settings.
+    return Settings(**overrides)
+
+
+def prepare(settings: Settings):  # type: ignore[no-untyped-def]
+    """Create the data dir, migrate the database and build the services. Raises StartupError."""
+    from core.db import Database
+    from core.services import build_services
+    from storage.migrate import DatabaseTooNew, upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        result = upgrade(db.engine, settings.resolved_database_url, settings.sqlite_path)
+    except DatabaseTooNew as exc:
+        db.dispose()
+        raise StartupError(str(exc)) from exc
+    if result.migrated:
+        log.info("database migrated %s -> %s", result.from_revision or "empty", result.to_revision)
+    return build_services(settings, db)
+
+
+def check_bind_address(settings: Settings) -> None:
+    """SPEC §8: anything but loopback needs a password."""
+    host = settings.host
+    if host in {"localhost", ""}:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not settings.password:
+        raise StartupError(
+            f"Refusing to serve the dashboard on {host} without a password: anyone who can reach "
+            "that address could control your agents. Set one with --password or AGENTDECK_PASSWORD, "
+            "or bind to 127.0.0.1."
+        )
+
+
+def storage_secret(settings: Settings) -> str:
+    if settings.storage_secret:
+        return settings.storage_secret
+    path = settings.data_dir / "storage_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def serve(settings: Settings) -> None:
+    from nicegui import app, ui
+
+    from api.health import router as health_router
+    from core.services import set_services
+    from ui.home import router as home_router
+
+    check_bind_address(settings)
+    services = prepare(settings)
+    set_services(services)
+    if settings.demo:
+        services.workspaces.ensure_demo()
+
+    app.include_router(health_router)
+    app.include_router(home_router)
+    app.on_startup(services.start)
+    app.on_shutdown(services.stop)
+
+    ui.run(
+        host=settings.host,
+        port=settings.port,
+        title="AgentDeck",
+        native=settings.native,
+        reload=False,
+        show=False,
+        storage_secret=storage_secret(settings),
+        fastapi_docs=True,
+    )
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    from core.errors import DomainError
+    from core.schemas import WorkspaceCreate
+
+    services = prepare(settings)
+    try:
+        if args.command == "workspace" and args.action == "create":
+            ws = services.workspaces.create(WorkspaceCreate(slug=args.slug, name=args.name))
+            print(f"created workspace {ws.slug} ({ws.id})")
+        elif args.command == "workspace" and args.action == "list":
+            for ws in services.workspaces.list():
+                print(f"{ws.slug}\t{ws.name}\t{ws.id}")
+        return 0
+    except DomainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        services.db.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    if args.version:
+        from core.version import VERSION
+
+        print(f"AgentDeck {VERSION}")
+        return 0
+    try:
+        settings = settings_from_args(args)
+        if args.command:
+            return run_command(args, settings)
+        serve(settings)
+        return 0
+    except StartupError as exc:
+        print(f"AgentDeck cannot start: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    if os.environ.get("NICEGUI_USER_SIMULATION"):
+        # NiceGUI's `user` test fixture runs this file in-process; settings come from the env.
+        serve(Settings())
+    else:
+        sys.exit(main())
+

@@ -1,0 +1,323 @@
+"""The tables of SPEC §2.
+
+Every table has a UUID primary key and created_at/updated_at. Everything that belongs to a
+workspace is removed with it (ON DELETE CASCADE); the catalog of definitions is global and an
+agent definition in use cannot be deleted (RESTRICT). Events and audit rows keep plain ids of
+agents and runs (no foreign key) so the log outlives what it describes.
+
+Each index here serves a list or aggregate query of core; the query that uses it is named beside
+it so an index without a reader is easy to spot.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from storage.types import JsonType, UtcDateTime, utcnow
+
+AGENT_STATUSES = ("idle", "initializing", "active", "busy", "error", "offline")
+RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+
+# Alembic and the database agree on constraint names only if they are deterministic.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _fk(target: str, ondelete: str, *, nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None if nullable else ...,
+        foreign_key=target,
+        ondelete=ondelete,  # type: ignore[arg-type]
+        nullable=nullable,
+        index=index,
+    )
+
+
+def _created_at() -> Any:
+    return Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
+def _updated_at() -> Any:
+    return Field(
+        default_factory=utcnow,
+        sa_type=UtcDateTime,
+        nullable=False,
+        sa_column_kwargs={"onupdate": utcnow},
+    )
+
+
+def _json(default: Any = dict) -> Any:
+    return Field(default_factory=default, sa_type=JsonType, nullable=False)
+
+
+class Workspace(SQLModel, table=True):
+    __tablename__ = "workspaces"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    slug: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    # Per-workspace switches, e.g. {"code_execution": false}; read through core's settings.
+    settings: dict[str, Any] = _json()
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "projects"
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "slug"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    slug: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", sa_type=sa.Text)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class RepositoryLink(SQLModel, table=True):
+    __tablename__ = "repository_links"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    project_id: uuid.UUID = _fk("projects.id", "CASCADE", index=True)
+    url: str = Field(max_length=2000)
+    default_branch: str = Field(default="main", max_length=200)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class AgentDefinition(SQLModel, table=True):
+    __tablename__ = "agent_definitions"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    slug: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", sa_type=sa.Text)
+    role_kind: str = Field(max_length=64)
+    default_config: dict[str, Any] = _json()
+    # JSON Schema that an instance's config must satisfy; empty means "any object".
+    config_schema: dict[str, Any] = _json()
+    version: int = Field(default=1)
+    # Where the definition came from: "builtin" or the entry point's distribution name.
+    source: str = Field(default="builtin", max_length=200)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class AgentInstance(SQLModel, table=True):
+    __tablename__ = "agent_instances"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "name"),
+        sa.CheckConstraint("status IN ('" + "','".join(AGENT_STATUSES) + "')", name="status_known"),
+        # Agents board: keyset page over (created_at, id) within a workspace.
+        sa.Index("ix_agent_instances_workspace_created", "workspace_id", "created_at", "id"),
+        # Agents board filtered by status.
+        sa.Index("ix_agent_instances_workspace_status", "workspace_id", "status", "created_at", "id"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    project_id: uuid.UUID | None = _fk("projects.id", "SET NULL", nullable=True, index=True)
+    definition_id: uuid.UUID = _fk("agent_definitions.id", "RESTRICT", index=True)
+    name: str = Field(max_length=200)
+    status: str = Field(default="idle", max_length=32)
+    status_reason: str = Field(default="", sa_type=sa.Text)
+    config: dict[str, Any] = _json()
+    # Optimistic lock: every UPDATE checks and bumps it, so two writers cannot both win.
+    lock_version: int = Field(default=1)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class AgentStatusChange(SQLModel, table=True):
+    __tablename__ = "agent_status_changes"
+    __table_args__ = (
+        # Status history of one agent, newest first.
+        sa.Index("ix_agent_status_changes_agent_at", "agent_id", "at", "id"),
+        # Analytics: time in status / error rate per workspace over a range.
+        sa.Index("ix_agent_status_changes_workspace_at", "workspace_id", "at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    agent_id: uuid.UUID = _fk("agent_instances.id", "CASCADE")
+    from_status: str | None = Field(default=None, max_length=32)
+    to_status: str = Field(max_length=32)
+    reason: str = Field(default="", sa_type=sa.Text)
+    actor: str = Field(default="system", max_length=200)
+    at: datetime = _created_at()
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class AgentContext(SQLModel, table=True):
+    __tablename__ = "agent_contexts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    agent_id: uuid.UUID = Field(foreign_key="agent_instances.id", ondelete="CASCADE", unique=True)
+    current_version: int = Field(default=1)
+    data: dict[str, Any] = _json()
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class AgentContextVersion(SQLModel, table=True):
+    __tablename__ = "agent_context_versions"
+    # The unique constraint doubles as the index of the version list (keyset on version).
+    __table_args__ = (sa.UniqueConstraint("context_id", "version"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    context_id: uuid.UUID = _fk("agent_contexts.id", "CASCADE")
+    version: int
+    data: dict[str, Any] = _json()
+    author: str = Field(default="system", max_length=200)
+    reason: str = Field(default="", sa_type=sa.Text)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('" + "','".join(RUN_STATUSES) + "')", name="status_known"),
+        # Runs list: keyset page over (created_at, id) within a workspace.
+        sa.Index("ix_runs_workspace_created", "workspace_id", "created_at", "id"),
+        # Startup sweep of unfinished runs; analytics by outcome.
+        sa.Index("ix_runs_status", "status"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    project_id: uuid.UUID | None = _fk("projects.id", "SET NULL", nullable=True, index=True)
+    idea: str = Field(sa_type=sa.Text)
+    status: str = Field(default="queued", max_length=32)
+    # Why it stopped: "n_rounds", "budget", "idle", "cancelled", an error summary...
+    stop_reason: str = Field(default="", sa_type=sa.Text)
+    n_rounds: int = Field(default=5)
+    investment: float = Field(default=3.0)
+    cost: float = Field(default=0.0)
+    prompt_tokens: int = Field(default=0)
+    completion_tokens: int = Field(default=0)
+    tokens: int = Field(default=0)
+    error: str = Field(default="", sa_type=sa.Text)
+    # The LLM the run used, as shown to people (e.g. "demo model" or "openai gpt-4o").
+    llm_label: str = Field(default="", max_length=300)
+    started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class RunMember(SQLModel, table=True):
+    __tablename__ = "run_members"
+    __table_args__ = (sa.UniqueConstraint("run_id", "agent_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    run_id: uuid.UUID = _fk("runs.id", "CASCADE")
+    # SET NULL: deleting an agent later must not erase the run's record of its costs.
+    agent_id: uuid.UUID | None = _fk("agent_instances.id", "SET NULL", nullable=True, index=True)
+    agent_name: str = Field(default="", max_length=200)
+    role_kind: str = Field(max_length=64)
+    cost: float = Field(default=0.0)
+    prompt_tokens: int = Field(default=0)
+    completion_tokens: int = Field(default=0)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class AgentMessage(SQLModel, table=True):
+    __tablename__ = "agent_messages"
+    __table_args__ = (
+        # A thread is keyset-paginated on seq, both directions.
+        sa.UniqueConstraint("agent_id", "seq"),
+        # A run's transcript in order.
+        sa.Index("ix_agent_messages_run_created", "run_id", "created_at", "id"),
+        # Analytics: messages over time per workspace.
+        sa.Index("ix_agent_messages_workspace_created", "workspace_id", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    agent_id: uuid.UUID = _fk("agent_instances.id", "CASCADE")
+    run_id: uuid.UUID | None = _fk("runs.id", "SET NULL", nullable=True)
+    seq: int
+    sender: str = Field(max_length=200)
+    role: str = Field(max_length=32)
+    content: str = Field(sa_type=sa.Text)
+    cause_by: str = Field(default="", max_length=300)
+    send_to: list[str] = _json(list)
+    # "metadata" is reserved by SQLAlchemy's declarative base, hence the attribute name.
+    meta: dict[str, Any] = Field(
+        default_factory=dict, sa_type=JsonType, nullable=False, sa_column_kwargs={"name": "metadata"}
+    )
+    prompt_tokens: int = Field(default=0)
+    completion_tokens: int = Field(default=0)
+    cost: float = Field(default=0.0)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        # Resume of a workspace stream: WHERE workspace_id = ? AND seq > ? ORDER BY seq.
+        sa.Index("ix_events_workspace_seq", "workspace_id", "seq"),
+        sa.Index("ix_events_agent_seq", "agent_id", "seq"),
+        sa.Index("ix_events_run_seq", "run_id", "seq"),
+        # Retention sweep.
+        sa.Index("ix_events_created_at", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    # Strictly increasing in commit order: assigned under the database-wide write lock.
+    seq: int = Field(sa_type=sa.BigInteger, unique=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    agent_id: uuid.UUID | None = Field(default=None)
+    run_id: uuid.UUID | None = Field(default=None)
+    type: str = Field(max_length=64)
+    payload: dict[str, Any] = _json()
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE", index=True)
+    name: str = Field(max_length=200)
+    # SHA-256 of the secret: tokens are high-entropy, so a slow hash buys nothing here.
+    token_hash: str = Field(max_length=128, unique=True)
+    # First characters of the secret, shown in lists so people can tell tokens apart.
+    prefix: str = Field(default="", max_length=16)
+    last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class LlmProfile(SQLModel, table=True):
+    __tablename__ = "llm_profiles"
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "name"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    name: str = Field(max_length=200)
+    api_type: str = Field(max_length=64)
+    model: str = Field(max_length=200)
+    base_url: str = Field(default="", max_length=2000)
+    # Fernet token of the API key; the plain key never touches the database.
+    api_key_encrypted: str = Field(default="", sa_type=sa.Text)
+    is_default: bool = Field(default=False)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()

@@ -1,0 +1,70 @@
+"""Real test databases: SQLite files, or a fresh PostgreSQL database per test session.
+
+`TEST_DATABASE_URL` (a PostgreSQL server URL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)
+switches the suite to PostgreSQL; each session then creates its own database on that server so
+runs never see each other's data, and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+import storage.models  # noqa: F401
+from storage.db import make_engine
+from storage.migrate import upgrade
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+USE_POSTGRES = TEST_DATABASE_URL.startswith("postgresql")
+
+
+def pg_server_url() -> str:
+    """The PostgreSQL URL to create scratch databases from (TEST_DATABASE_URL or the local one)."""
+    return TEST_DATABASE_URL or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def create_pg_database(prefix: str = "agentdeck_test") -> str:
+    base = make_url(pg_server_url())
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    target = make_url(url)
+    admin = sa.create_engine(make_url(pg_server_url()), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+    admin.dispose()
+
+
+def migrated_template(directory: Path) -> str:
+    """A migrated database to clone per test: a SQLite file, or a PostgreSQL database."""
+    url = create_pg_database() if USE_POSTGRES else f"sqlite:///{directory / 'template.db'}"
+    engine = make_engine(url)
+    upgrade(engine, url)
+    engine.dispose()
+    return url
+
+
+def fresh_copy(template_url: str, directory: Path) -> str:
+    """A database for one test, at head, empty."""
+    if template_url.startswith("sqlite"):
+        target = directory / "agentdeck.db"
+        shutil.copyfile(template_url.removeprefix("sqlite:///"), target)
+        return f"sqlite:///{target}"
+    engine = sa.create_engine(template_url)
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+    engine.dispose()
+    return template_url

@@ -1,0 +1,102 @@
+"""Startup migrates a fresh data dir, migrates nothing the second time, refuses a newer database,
+and the README's start command serves /api/health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from core.config import Settings
+from core.schemas import WorkspaceCreate
+from main import StartupError, check_bind_address, main, prepare
+from storage.db import make_engine
+from storage.migrate import current_revision, head_revision
+from tests.app_process import AppProcess
+
+
+def test_fresh_data_dir_gets_a_migrated_database(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "fresh")
+    services = prepare(settings)
+    services.db.dispose()
+    db_file = tmp_path / "fresh" / "agentdeck.db"
+    assert db_file.exists()
+    engine = make_engine(f"sqlite:///{db_file}")
+    assert current_revision(engine) == head_revision(settings.resolved_database_url)
+    engine.dispose()
+
+
+def test_second_start_migrates_nothing_and_makes_no_backup(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    prepare(settings).db.dispose()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    services = prepare(settings)
+    services.db.dispose()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not list(tmp_path.glob("*.bak*"))
+
+
+def test_pending_migration_backs_up_the_sqlite_file_first(tmp_path: Path) -> None:
+    from storage.migrate import downgrade
+
+    settings = Settings(data_dir=tmp_path)
+    services = prepare(settings)
+    services.workspaces.create(WorkspaceCreate(slug="keep-me"))
+    downgrade(services.db.engine, settings.resolved_database_url, "-1")
+    services.db.dispose()
+
+    prepare(settings).db.dispose()
+    backups = list(tmp_path.glob("agentdeck.*.bak.db"))
+    assert len(backups) == 1
+    backup = make_engine(f"sqlite:///{backups[0]}")
+    with backup.connect() as conn:
+        slugs = conn.execute(sa.text("SELECT slug FROM workspaces")).scalars().all()
+    backup.dispose()
+    assert slugs == ["keep-me"]
+
+
+def test_database_from_a_newer_agentdeck_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(data_dir=tmp_path)
+    prepare(settings).db.dispose()
+    engine = make_engine(settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '999_from_the_future'"))
+    engine.dispose()
+
+    with pytest.raises(StartupError, match="999_from_the_future"):
+        prepare(settings)
+    code = main(["--data-dir", str(tmp_path), "workspace", "list"])
+    assert code == 2
+    assert "newer AgentDeck" in capsys.readouterr().err
+
+
+def test_public_address_without_password_refuses_to_start() -> None:
+    with pytest.raises(StartupError, match="password"):
+        check_bind_address(Settings(host="0.0.0.0"))
+    check_bind_address(Settings(host="0.0.0.0", password="s3cret"))
+    check_bind_address(Settings(host="127.0.0.1"))
+    check_bind_address(Settings(host="::1"))
+
+
+def test_cli_options_work_before_or_after_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--data-dir", str(tmp_path / "a"), "workspace", "create", "acme", "--name", "Acme"]) == 0
+    assert main(["workspace", "create", "beta", "--data-dir", str(tmp_path / "a")]) == 0
+    assert main(["workspace", "create", "beta", "--data-dir", str(tmp_path / "a")]) == 1
+    capsys.readouterr()
+    assert main(["workspace", "list", "--data-dir", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "acme\tAcme" in out and "beta\tbeta" in out
+    assert "already exists" not in out
+
+
+@pytest.mark.slow
+def test_readme_start_command_serves_health(tmp_path: Path) -> None:
+    with AppProcess(tmp_path / "data") as app:
+        response = httpx.get(f"{app.base_url}/api/health", timeout=5)
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+        assert (tmp_path / "data" / "agentdeck.db").exists()
+        missing = httpx.get(f"{app.base_url}/api/no-such-route", timeout=5)
+        assert missing.status_code == 404

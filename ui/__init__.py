@@ -1,0 +1,1 @@
+"""NiceGUI pages and components. They call core services only; no SQL here."""
