@@ -1,8 +1,8 @@
 """AgentDeck entry point: parse flags, build settings, migrate, wire core + api + ui, serve.
 
-    uv run main.py                      # dashboard on http://127.0.0.1:8080, SQLite in ~/.agentdeck
-    uv run main.py --demo               # ... with a seeded `demo` workspace
-    uv run main.py workspace create SLUG [--name N]
+uv run main.py                      # dashboard on http://127.0.0.1:8080, SQLite in ~/.agentdeck
+uv run main.py --demo               # ... with a seeded `demo` workspace
+uv run main.py workspace create SLUG [--name N]
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def prepare(settings: Settings):  # type: ignore[no-untyped-def]
     """Create the data dir, migrate the database and build the services. Raises StartupError."""
     from core.db import Database
+    from core.registry import sync_definitions
     from core.services import build_services
     from storage.migrate import DatabaseTooNew, upgrade
 
@@ -86,7 +87,9 @@ def prepare(settings: Settings):  # type: ignore[no-untyped-def]
         raise StartupError(str(exc)) from exc
     if result.migrated:
         log.info("database migrated %s -> %s", result.from_revision or "empty", result.to_revision)
-    return build_services(settings, db)
+    services = build_services(settings, db)
+    sync_definitions(db)
+    return services
 
 
 def check_bind_address(settings: Settings) -> None:
@@ -192,4 +195,3 @@ if __name__ == "__main__":
         serve(Settings())
     else:
         sys.exit(main())
-

@@ -86,3 +86,68 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None = None
+
+
+class DefinitionPublic(Public):
+    id: uuid.UUID
+    slug: str
+    name: str
+    description: str
+    role_kind: str
+    default_config: dict[str, Any]
+    config_schema: dict[str, Any]
+    version: int
+    source: str
+
+
+class AgentCreate(BaseModel):
+    workspace_id: uuid.UUID
+    definition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
+        description="slug of an agent definition from the catalog"
+    )
+    name: Name
+    config: dict[str, Any] | None = None
+    project_id: uuid.UUID | None = None
+    context: dict[str, Any] | None = Field(default=None, description="initial context (version 1)")
+
+
+class AgentUpdate(BaseModel):
+    name: Name | None = None
+    config: dict[str, Any] | None = None
+    project_id: uuid.UUID | None = None
+    expected_lock_version: int | None = Field(
+        default=None, description="refuse the update (409) if the agent changed since this lock_version"
+    )
+
+
+class AgentPublic(Public):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    project_id: uuid.UUID | None
+    definition_id: uuid.UUID
+    definition: str
+    role_kind: str
+    name: str
+    status: str
+    status_reason: str
+    allowed_transitions: list[str]
+    config: dict[str, Any]
+    lock_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class StatusChangeRequest(BaseModel):
+    status: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    expected_lock_version: int | None = None
+
+
+class StatusChangePublic(Public):
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    from_status: str | None
+    to_status: str
+    reason: str
+    actor: str
+    at: datetime

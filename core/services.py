@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.agents import AgentService
 from core.config import Settings
+from core.context import ContextService
 from core.db import Database
 from core.events import EventBus
 from core.workspaces import WorkspaceService
@@ -19,6 +21,8 @@ class Services:
     db: Database
     bus: EventBus
     workspaces: WorkspaceService
+    agents: AgentService
+    contexts: ContextService
 
     async def start(self) -> None:
         await self.bus.start()
@@ -35,6 +39,8 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         db=db,
         bus=bus,
         workspaces=WorkspaceService(db),
+        agents=AgentService(db),
+        contexts=ContextService(db),
     )
 
 

@@ -81,7 +81,7 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
-    """A session for reads only; it never takes the write lock."""
+    """A session for reads only; it never takes the write lock. Closing it (not rolling back)
+    keeps loaded objects readable after the block."""
     with Session(engine, expire_on_commit=False) as session:
         yield session
-        session.rollback()

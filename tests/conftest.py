@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
+from core.registry import sync_definitions
 from core.services import Services, build_services
 from tests.db import USE_POSTGRES, drop_pg_database, fresh_copy, migrated_template
 
@@ -35,6 +36,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 def services(settings: Settings) -> Iterator[Services]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     built = build_services(settings)
+    sync_definitions(built.db)
     yield built
     built.db.dispose()
 
