@@ -3,6 +3,9 @@
 uv run main.py                      # dashboard on http://127.0.0.1:8080, SQLite in ~/.agentdeck
 uv run main.py --demo               # ... with a seeded `demo` workspace
 uv run main.py workspace create SLUG [--name N]
+uv run main.py token create --workspace SLUG [--name N]   # prints the token once
+uv run main.py token list --workspace SLUG
+uv run main.py token revoke ID
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(ws_create, suppress=True)
     ws_list = ws_commands.add_parser("list", help="list workspaces")
     _common_options(ws_list, suppress=True)
+
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(dest="action", required=True)
+    token_create = token_commands.add_parser("create", help="create a token (printed once)")
+    token_create.add_argument("--workspace", required=True, help="workspace slug")
+    token_create.add_argument("--name", default="api", help="shown in lists and in the audit trail")
+    _common_options(token_create, suppress=True)
+    token_list = token_commands.add_parser("list", help="list a workspace's tokens")
+    token_list.add_argument("--workspace", required=True, help="workspace slug")
+    _common_options(token_list, suppress=True)
+    token_revoke = token_commands.add_parser("revoke", help="revoke a token")
+    token_revoke.add_argument("id")
+    _common_options(token_revoke, suppress=True)
     return parser
 
 
@@ -122,20 +138,38 @@ def storage_secret(settings: Settings) -> str:
 def serve(settings: Settings) -> None:
     from nicegui import app, ui
 
-    from api.health import router as health_router
+    from api.app import install_api
     from core.services import set_services
-    from ui.home import router as home_router
+    from ui import agent_page, auth, board, catalog
+    from ui import settings as settings_page
+    from ui.state import keep_storage_in
 
     check_bind_address(settings)
     services = prepare(settings)
     set_services(services)
+    interrupted = services.runtime.recover()
+    if interrupted:
+        log.warning("%d run(s) were still running when the server stopped; marked interrupted", interrupted)
     if settings.demo:
-        services.workspaces.ensure_demo()
+        from core.demo import seed_demo
 
-    app.include_router(health_router)
-    app.include_router(home_router)
+        seed_demo(services)
+    if settings.preload_runtime and not os.environ.get("NICEGUI_USER_SIMULATION"):
+        services.runtime.warm_up()
+
+    try:
+        install_api(app, settings)
+    except ValueError as exc:
+        raise StartupError(f"AGENTDECK_RATE_LIMIT: {exc}") from exc
+    for page in (board, catalog, settings_page, agent_page):
+        app.include_router(page.router)
+    app.include_router(auth.router)
+    if settings.password:
+        auth.install()  # before ui.run, so it runs inside NiceGUI's session middleware
+    keep_storage_in(settings.data_dir / "ui-storage")
     app.on_startup(services.start)
     app.on_shutdown(services.stop)
+    app.on_shutdown(services.db.dispose)
 
     ui.run(
         host=settings.host,
@@ -161,12 +195,41 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "workspace" and args.action == "list":
             for ws in services.workspaces.list():
                 print(f"{ws.slug}\t{ws.name}\t{ws.id}")
+        elif args.command == "token":
+            token_command(args, services)
         return 0
     except DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         services.db.dispose()
+
+
+def token_command(args: argparse.Namespace, services) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from core.errors import InvalidInput
+
+    tokens = services.tokens
+    if args.action == "create":
+        ws = services.workspaces.get_by_slug(args.workspace)
+        token, secret = tokens.create(ws.id, args.name)
+        # The secret alone on stdout, so `TOKEN=$(uv run main.py token create ...)` works.
+        print(f"created token {token.name!r} ({token.id}) in workspace {ws.slug}; copy it now:", file=sys.stderr)
+        print(secret)
+    elif args.action == "list":
+        ws = services.workspaces.get_by_slug(args.workspace)
+        for t in tokens.list(ws.id):
+            state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
+            used = f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never"
+            print(f"{t.id}\t{t.name}\t{t.prefix}…\t{state}\tlast used {used}")
+    elif args.action == "revoke":
+        try:
+            token_id = uuid.UUID(args.id)
+        except ValueError as exc:
+            raise InvalidInput(f"{args.id!r} is not a token id") from exc
+        token = tokens.revoke(token_id)
+        print(f"revoked token {token.name!r} ({token.id})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 from sqlmodel import Session, col, select
 
-from core.context import create_initial_context
+from core.context import check_storable_json, check_text, create_initial_context
 from core.db import Database
-from core.errors import Conflict, InvalidInput, NotFound, StaleVersion
+from core.errors import Conflict, InvalidInput, NotFound, StaleVersion, TooLarge
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import (
@@ -73,9 +73,14 @@ def to_public(agent: AgentInstance, definition: AgentDefinition) -> AgentPublic:
 
 def validate_config(definition: AgentDefinition, config: dict[str, Any]) -> dict[str, Any]:
     """default_config overlaid with `config`, checked against the definition's schema."""
+    if not isinstance(config, dict):
+        raise InvalidInput(f"config must be a JSON object, not {type(config).__name__}")
     merged = {**definition.default_config, **config}
-    if len(json.dumps(merged)) > MAX_CONFIG_BYTES:
-        raise InvalidInput(f"config is larger than {MAX_CONFIG_BYTES} bytes")
+    # NaN, NUL or a non-JSON value would be stored by SQLite but refused by PostgreSQL (a 500).
+    text = check_storable_json(merged, "config")
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise TooLarge(f"config is larger than {MAX_CONFIG_BYTES} bytes", limit=MAX_CONFIG_BYTES)
+    merged = json.loads(text)
     if definition.config_schema:
         errors = sorted(Draft202012Validator(definition.config_schema).iter_errors(merged), key=str)
         if errors:
@@ -106,6 +111,7 @@ class AgentService:
     def create(self, data: AgentCreate, actor: str = "system", scope: uuid.UUID | None = None) -> AgentPublic:
         if scope is not None and data.workspace_id != scope:
             raise NotFound("workspace", data.workspace_id)
+        check_text(data.name, "name")
         context = data.context if data.context is not None else {}
         with self.db.write() as session:
             if session.get(Workspace, data.workspace_id) is None:
@@ -171,17 +177,14 @@ class AgentService:
         if project_id is not None:
             stmt = stmt.where(AgentInstance.project_id == project_id)
         if name:
+            check_text(name, "name")
             pattern = "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             stmt = stmt.where(col(AgentInstance.name).ilike(pattern, escape="\\"))
         if cursor:
             created, ident = decode_cursor(cursor, 2)
             after = _parse_cursor_time(created)
-            stmt = stmt.where(
-                sa.or_(
-                    col(AgentInstance.created_at) > after,
-                    sa.and_(col(AgentInstance.created_at) == after, col(AgentInstance.id) > _uuid(ident)),
-                )
-            )
+            # A row value bounds the index range on both columns; the OR form would scan from the start.
+            stmt = stmt.where(sa.tuple_(col(AgentInstance.created_at), col(AgentInstance.id)) > (after, _uuid(ident)))
         stmt = stmt.order_by(col(AgentInstance.created_at), col(AgentInstance.id)).limit(limit + 1)
         with self.db.read() as session:
             rows = list(session.exec(stmt))
@@ -203,6 +206,7 @@ class AgentService:
                 raise StaleVersion(data.expected_lock_version, agent.lock_version, what="agent")
             values: dict[str, Any] = {}
             if data.name is not None and data.name != agent.name:
+                check_text(data.name, "name")
                 _check_name_free(session, agent.workspace_id, data.name)
                 values["name"] = data.name
             if data.config is not None:
@@ -268,6 +272,7 @@ class AgentService:
     def _transition(self, session: Session, agent: AgentInstance, target: str, reason: str, actor: str) -> AgentPublic:
         previous = agent.status
         new_status = check_transition(previous, target)
+        check_text(reason, "reason")
         _guarded_update(session, agent, {"status": new_status.value, "status_reason": reason})
         change = AgentStatusChange(
             workspace_id=agent.workspace_id,
@@ -308,10 +313,7 @@ class AgentService:
                 at, ident = decode_cursor(cursor, 2)
                 before = _parse_cursor_time(at)
                 stmt = stmt.where(
-                    sa.or_(
-                        col(AgentStatusChange.at) < before,
-                        sa.and_(col(AgentStatusChange.at) == before, col(AgentStatusChange.id) < _uuid(ident)),
-                    )
+                    sa.tuple_(col(AgentStatusChange.at), col(AgentStatusChange.id)) < (before, _uuid(ident))
                 )
             stmt = stmt.order_by(col(AgentStatusChange.at).desc(), col(AgentStatusChange.id).desc()).limit(limit + 1)
             rows = list(session.exec(stmt))
@@ -362,9 +364,12 @@ def _check_name_free(session: Session, workspace_id: uuid.UUID, name: str) -> No
 
 def _parse_cursor_time(value: str) -> datetime:
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInput("malformed cursor") from exc
+    if parsed.tzinfo is None:  # our cursors carry UTC; a naive time would fail in the query
+        raise InvalidInput("malformed cursor")
+    return parsed
 
 
 def _uuid(value: str) -> uuid.UUID:

@@ -17,9 +17,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = DEFAULT_DATA_DIR
     # Without a URL the database is a SQLite file in the data dir.
-    database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("database_url", "DATABASE_URL")
-    )
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("database_url", "DATABASE_URL"))
     host: str = "127.0.0.1"
     port: int = 8080
     password: str | None = None
@@ -33,6 +31,14 @@ class Settings(BaseSettings):
     max_message_chars: int = 100_000
     # Persisted events older than this many days are deleted; 0 keeps them forever.
     event_retention_days: int = 30
+    # Seconds one LLM request may wait for its answer (per read; the client retries twice).
+    llm_timeout: int = 120
+    # Seconds a team run may take in all before it is stopped as failed.
+    run_time_limit: int = 1800
+    # Seconds allowed for creating a run's virtual environment and for each pip network wait.
+    sandbox_timeout: int = 120
+    # Import MetaGPT in the background at startup so the first run starts at once.
+    preload_runtime: bool = True
     # Secret for signing dashboard session cookies; generated into the data dir when unset.
     storage_secret: str | None = None
     # Key that encrypts LLM API keys at rest; read from <data_dir>/secret.key when unset.

@@ -4,7 +4,8 @@ Rules:
 - Every agent has exactly one context; version 1 is written with the agent.
 - An update is a full replacement (`data`) or an RFC 7396 merge patch (`patch`), optionally with
   `expected_version`: if that is not the current version nothing changes (StaleVersion, 409).
-  The result must be a JSON object within MAX_CONTEXT_BYTES.
+  The result must be a JSON object within MAX_CONTEXT_BYTES that every database stores as given
+  (no NaN, no NUL character).
 - Each accepted update writes version n+1 as a full snapshot with author and reason; rollback to
   k writes version n+1 whose data equals version k. No version is ever modified or deleted.
 - Every new version writes an `agent_context_updated` event in the same transaction.
@@ -87,16 +88,47 @@ class ContextDiff(BaseModel):
 UpdateKind = Literal["created", "replace", "patch", "rollback"]
 
 
+def check_storable_json(value: Any, what: str) -> str:
+    """`value` as JSON text, or InvalidInput if a database could not store it as it is.
+
+    NUL is refused on every database because PostgreSQL's jsonb and text cannot hold it
+    (SQLite could): the same input must not be a 422 on one database and a 500 on the other.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{what} must not contain NUL characters")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return text
+
+
+def check_text(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise InvalidInput(f"{what} must not contain NUL characters")
+    return value
+
+
 def _check_object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput(f"context must be a JSON object, not {type(data).__name__}")
-    try:
-        size = len(json.dumps(data, allow_nan=False).encode())
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"context is not valid JSON: {exc}") from exc
+    text = check_storable_json(data, "context")
+    size = len(text.encode())
     if size > MAX_CONTEXT_BYTES:
         raise TooLarge(f"context is {size} bytes; the limit is {MAX_CONTEXT_BYTES}", size=size)
-    return data
+    # What is stored is the JSON round trip (tuples become lists, keys strings): return that, so
+    # the reply to a write equals every later read of the version.
+    result: dict[str, Any] = json.loads(text)
+    return result
 
 
 def create_initial_context(session: Session, agent: AgentInstance, data: Any, actor: str) -> AgentContext:
@@ -195,6 +227,7 @@ class ContextService:
         rolled_back_to: int | None = None,
     ) -> ContextPublic:
         data = _check_object(data)
+        check_text(reason, "reason")
         current = context.current_version
         new_version = current + 1
         now = utcnow()

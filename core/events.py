@@ -156,16 +156,24 @@ def head_seq(session: Session) -> int:
 
 
 def purge_events_older_than(db: Database, days: int) -> int:
-    """Delete persisted events older than `days`; 0 keeps everything. Returns rows deleted."""
+    """Delete persisted events older than `days`; 0 keeps everything. Returns rows deleted.
+
+    The newest event is always kept, however old: `seq` is max+1, so an emptied table would
+    restart numbering at 1 and every running pump and resuming client (already past it) would
+    silently miss the new events.
+    """
     if days <= 0:
         return 0
     cutoff = utcnow() - timedelta(days=days)
     with db.write() as session:
-        result = session.exec(sa.delete(Event).where(col(Event.created_at) < cutoff))  # type: ignore[call-overload]
+        newest = head_seq(session)
+        stmt = sa.delete(Event).where(col(Event.created_at) < cutoff, col(Event.seq) < newest)
+        result = session.exec(stmt)  # type: ignore[call-overload]
         return int(result.rowcount or 0)
 
 
 _RESUME = object()
+_CLOSED = object()
 
 
 class Subscription:
@@ -178,6 +186,8 @@ class Subscription:
         # With `since`, the log after it is replayed first; without, only what comes next.
         self.last_seq = since if since is not None else bus.pumped_seq
         self._replaying = since is not None
+        # Live events were dropped while replaying: read the log once more before going live.
+        self._dropped_while_replaying = False
         self.closed = False
 
     def _offer(self, event: EventOut) -> None:
@@ -187,12 +197,24 @@ class Subscription:
             # Dropping the backlog is safe: everything persisted is re-read from the log.
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.queue.put_nowait(_RESUME)
+            if self._replaying:
+                # It is reading the log anyway (e.g. resumed during a burst): not a slow consumer.
+                self._dropped_while_replaying = True
+            else:
+                self.queue.put_nowait(_RESUME)
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.bus._unsubscribe(self)
+        """Stop this subscription (call it on the bus's event loop).
+
+        A consumer waiting in `async for` is woken and its loop ends; nothing more is delivered.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.bus._unsubscribe(self)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(_CLOSED)
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -208,13 +230,20 @@ class Subscription:
             if self._replaying:
                 page = await asyncio.to_thread(self.bus.read, self.filter, self.last_seq, REPLAY_PAGE)
                 for event in page:
+                    if self.closed:
+                        return
                     assert event.seq is not None
                     self.last_seq = event.seq
                     yield event
                 if len(page) < REPLAY_PAGE:
-                    self._replaying = False
+                    if self._dropped_while_replaying:
+                        self._dropped_while_replaying = False
+                    else:
+                        self._replaying = False
                 continue
             item = await self.queue.get()
+            if item is _CLOSED or self.closed:
+                return
             if item is _RESUME:
                 self._replaying = True
                 yield EventOut(
@@ -257,14 +286,16 @@ class EventBus:
             self._tasks.append(asyncio.create_task(self._listen(), name="agentdeck-event-listen"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
-        self._loop = None
-        self._wake = None
+        try:
+            # Collects the tasks' own CancelledError, yet lets a cancel of the caller through
+            # (suppressing CancelledError around `await task` swallowed the caller's too).
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._loop = None
+            self._wake = None
 
     @property
     def running(self) -> bool:
@@ -339,8 +370,11 @@ class EventBus:
     async def _pump(self) -> None:
         assert self._wake is not None
         while True:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the wait
+            # completes (a commit racing stop()), and the pump would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 while True:

@@ -21,7 +21,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from sqlmodel import select
 
+from core.context import check_storable_json
 from core.db import Database
+from core.schemas import SLUG_RE
 from storage.models import AgentDefinition
 
 log = logging.getLogger(__name__)
@@ -124,9 +126,39 @@ def _spec_from(obj: Any, ep: EntryPoint) -> AgentSpec:
         raise TypeError(f"entry point {ep.name} gave {type(obj).__name__}, not an AgentSpec")
     dist = ep.dist.name if ep.dist is not None else ep.value
     spec = AgentSpec(**{**asdict(obj), "source": obj.source if obj.source != "builtin" else dist})
+    _check_spec(spec)
+    return spec
+
+
+def _check_spec(spec: AgentSpec) -> None:
+    """A plugin's spec must fit the catalog's columns and the runtime, or it is refused here:
+    a bad value reaching sync_definitions would fail the whole sync (and so the startup)."""
+
+    def text(name: str, value: Any, max_len: int, *, empty: bool = False) -> None:
+        if not isinstance(value, str) or (not empty and not value.strip()) or len(value) > max_len:
+            raise ValueError(f"{name} must be a{'' if empty else ' non-empty'} string of at most {max_len} chars")
+        if "\x00" in value:
+            raise ValueError(f"{name} must not contain NUL characters")
+
+    text("slug", spec.slug, 64)
+    if not SLUG_RE.match(spec.slug):
+        raise ValueError(f"slug {spec.slug!r} is not lowercase letters, digits and dashes")
+    text("name", spec.name, 200)
+    text("description", spec.description, 100_000, empty=True)
+    text("source", spec.source, 200)
+    text("role_kind", spec.role_kind, 64)
+    module, _, cls = spec.role_kind.partition(":")
+    if spec.role_kind not in BUILTIN_ROLE_KINDS and not (module and cls):
+        raise ValueError(f"role_kind {spec.role_kind!r} is neither built in nor 'package.module:RoleClass'")
+    if isinstance(spec.version, bool) or not isinstance(spec.version, int) or spec.version < 1:
+        raise ValueError("version must be a positive integer")
+    for name in ("default_config", "config_schema"):
+        value = getattr(spec, name)
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a dict")
+        check_storable_json(value, name)
     if spec.config_schema:
         Draft202012Validator.check_schema(spec.config_schema)
-    return spec
 
 
 def discover_specs() -> list[AgentSpec]:
@@ -154,7 +186,13 @@ def sync_definitions(db: Database, specs: list[AgentSpec] | None = None) -> dict
     inserted = updated = 0
     with db.write() as session:
         existing = {d.slug: d for d in session.exec(select(AgentDefinition))}
+        seen: set[str] = set()
         for spec in specs:
+            if spec.slug in seen:
+                # As in discover_specs: the first spec of a slug wins; a second insert would fail.
+                log.error("agent spec %r is given twice; the second is skipped", spec.slug)
+                continue
+            seen.add(spec.slug)
             fields = {
                 "name": spec.name,
                 "description": spec.description,

@@ -113,18 +113,14 @@ class WorkspaceService:
     def list_projects(self, workspace_id: uuid.UUID) -> list[ProjectPublic]:
         with self.db.read() as session:
             _workspace(session, workspace_id)
-            rows = session.exec(
-                select(Project).where(Project.workspace_id == workspace_id).order_by(col(Project.slug))
-            )
+            rows = session.exec(select(Project).where(Project.workspace_id == workspace_id).order_by(col(Project.slug)))
             return [ProjectPublic.model_validate(p) for p in rows]
 
     def get_project(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> ProjectPublic:
         with self.db.read() as session:
             return ProjectPublic.model_validate(_project(session, workspace_id, project_id))
 
-    def update_project(
-        self, workspace_id: uuid.UUID, project_id: uuid.UUID, data: ProjectUpdate
-    ) -> ProjectPublic:
+    def update_project(self, workspace_id: uuid.UUID, project_id: uuid.UUID, data: ProjectUpdate) -> ProjectPublic:
         with self.db.write() as session:
             project = _project(session, workspace_id, project_id)
             for key, value in data.model_dump(exclude_none=True).items():

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from core.config import Settings
+from core.runtime.bootstrap import PLACEHOLDER_CONFIG
 from core.registry import sync_definitions
 from core.services import Services, build_services
 from tests.db import USE_POSTGRES, drop_pg_database, fresh_copy, migrated_template
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give MetaGPT a root of the session's own before anything imports it, so no test leaves
+    MetaGPT's logs, workspace or tool schemas in the checkout (it defaults to the cwd)."""
+    if "METAGPT_PROJECT_ROOT" not in os.environ:
+        root = Path(tempfile.mkdtemp(prefix="agentdeck-test-metagpt-"))
+        (root / "config").mkdir()
+        (root / "config" / "config2.yaml").write_text(PLACEHOLDER_CONFIG)
+        os.environ["METAGPT_PROJECT_ROOT"] = str(root)
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,9 @@ from metagpt.provider.base_llm import BaseLLM
 from metagpt.utils.cost_manager import CostManager
 from metagpt.utils.token_counter import TOKEN_COSTS
 
+from core.runtime_labels import DEMO_MODEL_LABEL  # shared with pages, which must not import metagpt
+
 DEMO_MODEL_NAME = "agentdeck-demo"
-DEMO_MODEL_LABEL = "demo model"
 DEMO_PREFIX = f"({DEMO_MODEL_LABEL})"
 DEMO_PRICE: dict[str, float] = {"prompt": 0.0, "completion": 0.0}
 

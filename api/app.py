@@ -1,0 +1,74 @@
+"""The REST API installed into NiceGUI's FastAPI app: one call from main.py, `install_api`.
+
+Why routers in the one app instead of a sub-app mounted at /api: `/openapi.json` and `/docs`
+then describe every route (REST and the /ws streams), WebSocket routes and NiceGUI pages keep
+their own paths, and the error handlers and middleware are registered once.
+
+NiceGUI answers unmatched paths with its HTML 404 page (or the root page), so the last API route
+is a catch-all under /api that answers JSON 404 — or 405 when the path exists with another
+method. Everything it would shadow must be registered before it: add a new router to `ROUTERS`,
+never `app.include_router` an /api router from elsewhere.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
+
+from api import agents, context, events, health, llm_profiles, messages, runs, workspaces, ws
+from api.errors import install_error_handlers
+from api.limits import BodySizeLimit, RateLimit, parse_rate_limit
+from core.config import Settings
+
+# Every API router, in order. Adding one is one line here.
+ROUTERS: list[APIRouter] = [
+    health.router,
+    workspaces.router,
+    ws.router,
+    agents.router,
+    context.router,
+    messages.router,
+    runs.router,
+    events.router,
+    llm_profiles.router,
+]
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def install_api(app: FastAPI, settings: Settings) -> None:
+    """Routers, the JSON catch-all, error handlers and request guards. Raises ValueError for a
+    malformed `settings.rate_limit`."""
+    rate_limit = parse_rate_limit(settings.rate_limit)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    for path in ("/api", "/api/{path:path}"):
+        app.add_api_route(path, api_not_found, methods=_METHODS, include_in_schema=False)
+    # The last one added runs first: oversized bodies are refused before they count as requests.
+    if rate_limit is not None:
+        app.add_middleware(RateLimit, limit=rate_limit)
+    app.add_middleware(BodySizeLimit, max_body=settings.max_body)
+
+
+async def api_not_found(request: Request) -> JSONResponse:
+    allowed = _allowed_methods(request)
+    if allowed:
+        return JSONResponse({"detail": "method not allowed"}, status_code=405, headers={"Allow": ", ".join(allowed)})
+    return JSONResponse({"detail": f"no API route {request.url.path}"}, status_code=404)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some other route accepts on this path (only computed on this error path)."""
+    routes = [route for route in request.app.router.routes if not _is_catch_all(route)]
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
+def _is_catch_all(route: BaseRoute) -> bool:
+    return getattr(route, "endpoint", None) is api_not_found

@@ -1,0 +1,69 @@
+"""What the resource routers share: the paging parameters and the documented error answers.
+
+Routes name the error statuses they can answer with `errors(404, 409)`; every router that needs a
+token adds `AUTH_ERRORS` (the mapping itself is api/errors.py). Documenting them keeps
+`/openapi.json` exact: clients (and the schemathesis fuzz test) can check every answer, errors
+included, against it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import BaseModel, Field
+
+from core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+# 64-bit signed: the largest integer both databases (and SQLite's driver) accept as a parameter.
+MAX_INT = 2**63 - 1
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size (default {DEFAULT_LIMIT})")]
+Cursor = Annotated[str | None, Query(max_length=1000, description="`next_cursor` of the previous page")]
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="what went wrong, for people")
+
+
+class ValidationErrorBody(BaseModel):
+    """FastAPI's own request validation answers a list of errors; core's `InvalidInput` a sentence."""
+
+    detail: str | list[dict[str, Any]]
+
+
+class TransitionRefused(BaseModel):
+    """A status change the status machine does not allow: nothing changed."""
+
+    detail: str
+    current: str
+    target: str
+    allowed: list[str] = Field(description="the statuses the agent may go to from `current`")
+
+
+class VersionStale(BaseModel):
+    """An `expected_version` / `expected_lock_version` that is no longer current: nothing changed."""
+
+    detail: str
+    current: int
+    expected: int
+
+
+_DOCS: dict[int, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing, unknown or revoked API token"},
+    404: {"model": ErrorBody, "description": "unknown id, or one of another workspace"},
+    409: {
+        "model": TransitionRefused | VersionStale | ErrorBody,
+        "description": "conflict with the current state (refused transition, stale version, name taken)",
+    },
+    413: {"model": ErrorBody, "description": "request body or content over the size limit"},
+    422: {"model": ValidationErrorBody, "description": "invalid input; nothing was written"},
+    429: {"model": ErrorBody, "description": "rate limit exceeded; see Retry-After"},
+}
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: _DOCS[401], 413: _DOCS[413], 422: _DOCS[422], 429: _DOCS[429]}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, e.g. `responses=errors(404, 409)`."""
+    return {status: _DOCS[status] for status in statuses}

@@ -1,0 +1,98 @@
+"""Team runs (SPEC §6, §9): start, list, watch, cancel, read the transcript and the files made.
+
+`POST /api/runs` answers 202 with the queued run at once; the run executes in the background
+and is followed with `GET /api/runs/{id}` (or the event stream) until its status is finished.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Response, status
+from fastapi.responses import PlainTextResponse
+
+from api.common import AUTH_ERRORS, Cursor, Limit, errors
+from api.deps import CurrentPrincipal, ServicesDep
+from core.errors import NotFound
+from core.messages import MessagePublic
+from core.pagination import DEFAULT_LIMIT
+from core.runs import RunCreate, RunPublic
+from core.schemas import Page
+
+router = APIRouter(prefix="/api/runs", tags=["runs"], responses=AUTH_ERRORS)
+
+RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
+
+
+@router.post("", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409))
+def start_run(data: RunCreate, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
+    """Queue a team run of the given agents on `idea`; it starts in the background."""
+    return services.runtime.start_run(data, actor=principal.actor, scope=principal.workspace())
+
+
+@router.get("", response_model=Page[RunPublic], responses=errors(404))
+def list_runs(
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    workspace_id: uuid.UUID | None = None,
+    status: RunStatus | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[RunPublic]:
+    """Runs of the workspace (default: the token's), newest first."""
+    return services.runs.list(principal.workspace(workspace_id), limit=limit, cursor=cursor, status=status)
+
+
+@router.get("/{run_id}", response_model=RunPublic, responses=errors(404))
+def get_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
+    """The run with its status, budget, costs, tokens and members."""
+    return services.runs.get(run_id, scope=principal.workspace())
+
+
+@router.post("/{run_id}/cancel", response_model=RunPublic, responses=errors(404, 409))
+def cancel_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
+    """Stop an unfinished run; a finished one is 409."""
+    return services.runtime.cancel_run(run_id, actor=principal.actor, scope=principal.workspace())
+
+
+@router.get("/{run_id}/messages", response_model=Page[MessagePublic], responses=errors(404))
+def run_messages(
+    run_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[MessagePublic]:
+    """The run's transcript across its agents, oldest first."""
+    return services.messages.list_run(run_id, scope=principal.workspace(), limit=limit, cursor=cursor)
+
+
+@router.get("/{run_id}/files", response_model=list[str], responses=errors(404))
+def run_files(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> list[str]:
+    """Paths of the files the run's roles wrote (PRD, design, code...), relative to its folder."""
+    return services.runtime.run_files(run_id, scope=principal.workspace())
+
+
+@router.get(
+    "/{run_id}/files/{file_path:path}",
+    # The route returns a PlainTextResponse itself; `Response` (no media type) only keeps OpenAPI
+    # from describing the JSON error answers as text/plain.
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "the file as UTF-8 text"},
+        **errors(404),
+    },
+)
+def run_file(
+    run_id: uuid.UUID,
+    file_path: Annotated[str, Path(description="a path from the run's file list")],
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> PlainTextResponse:
+    """One file of the run as text (the first 256 KiB; undecodable bytes replaced)."""
+    if "\x00" in file_path:
+        # No file name holds NUL; checked here because the filesystem calls reject it with an error.
+        raise NotFound("run file", file_path.replace("\x00", "\\0"))
+    text = services.runtime.read_run_file(run_id, file_path, scope=principal.workspace())
+    return PlainTextResponse(text)

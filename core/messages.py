@@ -1,0 +1,419 @@
+"""Agent message threads: append, keyset pages both ways, a run's transcript, full-text search.
+
+Rules (SPEC §2, §5, §6):
+- A message belongs to one agent (and its workspace), optionally to a run of that workspace.
+  `seq` numbers an agent's thread 1, 2, 3...: max+1 taken under the database-wide write lock
+  (storage/db.py), so two writers can never take the same number.
+- Content is non-blank text of at most `max_content_chars`; metadata is a JSON object of at
+  most MAX_METADATA_BYTES. Everything is checked before anything is written.
+- Appending writes an `agent_message` event (payload {"message": <MessagePublic>, "actor": ...})
+  in the same transaction: the message and its event exist together or not at all.
+- A thread is paged on the unique (agent_id, seq) index: newest first with `before`, oldest
+  first with `after`; a run's transcript on (run_id, created_at, id). Never OFFSET.
+- Search is per workspace, over the FTS objects of migration 006 (SQLite FTS5 / PostgreSQL
+  GIN on to_tsvector('simple', content)). A query is a list of words that must all appear; the
+  user's text is never parsed as query syntax, so operators or stray quotes cannot break it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, Field
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
+from sqlmodel import Session, col, func, select
+
+from core.agents import get_agent_row
+from core.db import Database
+from core.errors import InvalidInput, NotFound, TooLarge
+from core.events import EventType, append_event
+from core.pagination import clamp_limit, decode_cursor, encode_cursor
+from core.schemas import Page
+from storage.models import AgentInstance, AgentMessage, Run, Workspace
+from storage.types import utcnow
+
+DEFAULT_MAX_CONTENT_CHARS = 100_000
+MAX_METADATA_BYTES = 64 * 1024
+MAX_QUERY_CHARS = 1000
+MAX_QUERY_TERMS = 32
+FTS_TABLE = "agent_messages_fts"  # created by migrations/versions/006_message_search.py
+
+
+class MessageCreate(BaseModel):
+    """What a person or client sends to an agent (the content limit is the service's)."""
+
+    content: str = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessagePublic(BaseModel):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    agent_id: uuid.UUID
+    run_id: uuid.UUID | None
+    seq: int
+    sender: str
+    role: str
+    content: str
+    cause_by: str
+    send_to: list[str]
+    metadata: dict[str, Any]
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: AgentMessage) -> MessagePublic:
+        return cls(
+            id=row.id,
+            workspace_id=row.workspace_id,
+            agent_id=row.agent_id,
+            run_id=row.run_id,
+            seq=row.seq,
+            sender=row.sender,
+            role=row.role,
+            content=row.content,
+            cause_by=row.cause_by,
+            send_to=row.send_to,
+            metadata=row.meta,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            cost=row.cost,
+            created_at=row.created_at,
+        )
+
+
+def thread_cursor(seq: int) -> str:
+    """The cursor of a thread position: `after=thread_cursor(0)` walks from the first message,
+    `after=thread_cursor(m.seq)` resumes after a message already shown (e.g. from an event)."""
+    return encode_cursor(seq)
+
+
+class MessageService:
+    def __init__(self, db: Database, max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS) -> None:
+        self.db = db
+        self.max_content_chars = max_content_chars
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(
+        self,
+        agent_id: uuid.UUID,
+        content: str,
+        *,
+        sender: str = "user",
+        role: str = "user",
+        metadata: Any = None,
+        run_id: uuid.UUID | None = None,
+        cause_by: str = "",
+        send_to: Any = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost: float = 0.0,
+        actor: str = "user",
+        scope: uuid.UUID | None = None,
+    ) -> MessagePublic:
+        """Append a message to the agent's thread in its own write transaction."""
+        fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
+        with self.db.write() as session:
+            agent = get_agent_row(session, agent_id, scope)
+            return _insert(session, agent, fields, run_id, actor)
+
+    def append_in(
+        self,
+        session: Session,
+        agent: AgentInstance | uuid.UUID,
+        content: str,
+        *,
+        sender: str = "user",
+        role: str = "user",
+        metadata: Any = None,
+        run_id: uuid.UUID | None = None,
+        cause_by: str = "",
+        send_to: Any = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost: float = 0.0,
+        actor: str = "user",
+        scope: uuid.UUID | None = None,
+    ) -> MessagePublic:
+        """`append` inside the caller's write transaction (the runtime records a reply and a
+        status change together). `agent` is the agent's row or id."""
+        fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
+        if isinstance(agent, AgentInstance):
+            if scope is not None and agent.workspace_id != scope:
+                raise NotFound("agent", agent.id)
+        else:
+            agent = get_agent_row(session, agent, scope)
+        return _insert(session, agent, fields, run_id, actor)
+
+    def _check(
+        self,
+        content: Any,
+        sender: Any,
+        role: Any,
+        metadata: Any,
+        cause_by: Any,
+        send_to: Any,
+        prompt_tokens: Any,
+        completion_tokens: Any,
+        cost: Any,
+    ) -> dict[str, Any]:
+        """Every field of a new message, validated; raises before anything is written."""
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInput("message content must not be empty")
+        if len(content) > self.max_content_chars:
+            raise TooLarge(
+                f"message is {len(content)} characters; the limit is {self.max_content_chars}",
+                size=len(content),
+                limit=self.max_content_chars,
+            )
+        if "\x00" in content:  # PostgreSQL text cannot hold NUL; refuse it on every database
+            raise InvalidInput("message content must not contain NUL characters")
+        return {
+            "content": content,
+            "sender": _short_text("sender", sender, 200, required=True),
+            "role": _short_text("role", role, 32, required=True),
+            "cause_by": _short_text("cause_by", cause_by, 300, required=False),
+            "meta": _check_metadata({} if metadata is None else metadata),
+            "send_to": _check_send_to([] if send_to is None else send_to),
+            "prompt_tokens": _count("prompt_tokens", prompt_tokens),
+            "completion_tokens": _count("completion_tokens", completion_tokens),
+            "cost": _cost(cost),
+        }
+
+    # -- reading ---------------------------------------------------------------------------
+    def count(self, agent_id: uuid.UUID, scope: uuid.UUID | None = None) -> int:
+        with self.db.read() as session:
+            get_agent_row(session, agent_id, scope)
+            stmt = select(func.count()).select_from(AgentMessage).where(AgentMessage.agent_id == agent_id)
+            return int(session.exec(stmt).one())
+
+    def list(
+        self,
+        agent_id: uuid.UUID,
+        scope: uuid.UUID | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> Page[MessagePublic]:
+        """One page of the agent's thread: newest first (pass `next_cursor` back as `before` for
+        older messages), or with `after` oldest first from that point (pass `next_cursor` back
+        as `after`). A range scan of the unique (agent_id, seq) index at any depth."""
+        if before is not None and after is not None:
+            raise InvalidInput("give either 'before' or 'after', not both")
+        limit = clamp_limit(limit)
+        stmt = select(AgentMessage).where(AgentMessage.agent_id == agent_id)
+        if after is not None:
+            stmt = stmt.where(col(AgentMessage.seq) > _seq_cursor(after)).order_by(col(AgentMessage.seq))
+        else:
+            if before is not None:
+                stmt = stmt.where(col(AgentMessage.seq) < _seq_cursor(before))
+            stmt = stmt.order_by(col(AgentMessage.seq).desc())
+        with self.db.read() as session:
+            get_agent_row(session, agent_id, scope)
+            rows = list(session.exec(stmt.limit(limit + 1)))
+        next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+        return Page[MessagePublic](items=[MessagePublic.from_row(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+    def list_run(
+        self,
+        run_id: uuid.UUID,
+        scope: uuid.UUID | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[MessagePublic]:
+        """A run's messages across its agents, oldest first, keyset on (created_at, id)."""
+        limit = clamp_limit(limit)
+        stmt = select(AgentMessage).where(AgentMessage.run_id == run_id)
+        if cursor:
+            stmt = stmt.where(_time_key() > _time_id_cursor(cursor))
+        stmt = stmt.order_by(col(AgentMessage.created_at), col(AgentMessage.id)).limit(limit + 1)
+        with self.db.read() as session:
+            run = session.get(Run, run_id)
+            if run is None or (scope is not None and run.workspace_id != scope):
+                raise NotFound("run", run_id)
+            rows = list(session.exec(stmt))
+        return _time_page(rows, limit)
+
+    def search(
+        self,
+        workspace_id: uuid.UUID,
+        query: str,
+        limit: int | None = None,
+        cursor: str | None = None,
+        scope: uuid.UUID | None = None,
+    ) -> Page[MessagePublic]:
+        """Messages of the workspace containing every word of `query`, newest first, keyset on
+        (created_at, id). A query without any word finds nothing."""
+        limit = clamp_limit(limit)
+        if scope is not None and workspace_id != scope:
+            raise NotFound("workspace", workspace_id)
+        terms = _search_terms(query)
+        with self.db.read() as session:
+            if session.get(Workspace, workspace_id) is None:
+                raise NotFound("workspace", workspace_id)
+            if not terms:
+                return Page[MessagePublic](items=[], next_cursor=None)
+            stmt = select(AgentMessage).where(*_search_where(self.db.dialect, workspace_id, terms))
+            if cursor:
+                stmt = stmt.where(_time_key() < _time_id_cursor(cursor))
+            stmt = stmt.order_by(col(AgentMessage.created_at).desc(), col(AgentMessage.id).desc()).limit(limit + 1)
+            rows = list(session.exec(stmt))
+        return _time_page(rows, limit)
+
+
+# -- writing helpers -------------------------------------------------------------------------
+def _insert(
+    session: Session, agent: AgentInstance, fields: dict[str, Any], run_id: uuid.UUID | None, actor: str
+) -> MessagePublic:
+    if run_id is not None:
+        run = session.get(Run, run_id)
+        if run is None or run.workspace_id != agent.workspace_id:
+            raise NotFound("run", run_id)
+    # Safe as max+1: writers are serialized database-wide (storage/db.py).
+    current = session.exec(select(func.max(AgentMessage.seq)).where(AgentMessage.agent_id == agent.id)).one()
+    now = utcnow()
+    row = AgentMessage(
+        workspace_id=agent.workspace_id,
+        agent_id=agent.id,
+        run_id=run_id,
+        seq=(current or 0) + 1,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    session.add(row)
+    session.flush()
+    public = MessagePublic.from_row(row)
+    append_event(
+        session,
+        EventType.AGENT_MESSAGE,
+        agent.workspace_id,
+        {"message": public.model_dump(mode="json"), "actor": actor},
+        agent_id=agent.id,
+        run_id=run_id,
+    )
+    return public
+
+
+def _short_text(name: str, value: Any, max_chars: int, *, required: bool) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string")
+    if required and not value.strip():
+        raise InvalidInput(f"{name} must not be empty")
+    if len(value) > max_chars:
+        raise InvalidInput(f"{name} is longer than {max_chars} characters")
+    if "\x00" in value:
+        raise InvalidInput(f"{name} must not contain NUL characters")
+    return value
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if not isinstance(metadata, dict):
+        raise InvalidInput(f"metadata must be a JSON object, not {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"metadata is not valid JSON: {exc}") from exc
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise TooLarge(f"metadata is larger than {MAX_METADATA_BYTES} bytes", limit=MAX_METADATA_BYTES)
+    if "\\u0000" in encoded:  # PostgreSQL's jsonb refuses NUL
+        raise InvalidInput("metadata must not contain NUL characters")
+    # The JSON round trip is what is stored: return it, so the reply equals a later read.
+    result: dict[str, Any] = json.loads(encoded)
+    return result
+
+
+def _check_send_to(send_to: Any) -> list[str]:
+    if isinstance(send_to, set | frozenset):  # MetaGPT's Message.send_to is a set
+        send_to = sorted(send_to, key=str)
+    if not isinstance(send_to, list | tuple) or not all(isinstance(s, str) for s in send_to):
+        raise InvalidInput("send_to must be a list of names")
+    return [_short_text("send_to entry", s, 300, required=True) for s in send_to]
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{name} must be a non-negative integer")
+    return value
+
+
+def _cost(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise InvalidInput("cost must be a non-negative number")
+    return float(value)
+
+
+# -- reading helpers -------------------------------------------------------------------------
+def _seq_cursor(cursor: str) -> int:
+    (seq,) = decode_cursor(cursor, 1)
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise InvalidInput("malformed cursor", cursor=cursor)
+    return seq
+
+
+def _time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    created, ident = decode_cursor(cursor, 2)
+    try:
+        when = datetime.fromisoformat(str(created))
+        return when, uuid.UUID(str(ident))
+    except ValueError as exc:
+        raise InvalidInput("malformed cursor", cursor=cursor) from exc
+
+
+def _time_key() -> Any:
+    # A row value, not `a > x OR (a = x AND b > y)`: both databases turn a row-value comparison
+    # into an index range bound, while the OR form scans the run's rows from its first message.
+    return sa.tuple_(col(AgentMessage.created_at), col(AgentMessage.id))
+
+
+def _time_page(rows: list[AgentMessage], limit: int) -> Page[MessagePublic]:
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
+    return Page[MessagePublic](items=[MessagePublic.from_row(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+def _search_terms(query: Any) -> list[str]:
+    """The words of a user's query: whitespace-separated pieces that hold a letter or digit."""
+    if not isinstance(query, str):
+        raise InvalidInput("search query must be text")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"search query is longer than {MAX_QUERY_CHARS} characters")
+    terms = [t for t in query.replace("\x00", " ").split() if any(ch.isalnum() for ch in t)]
+    if len(terms) > MAX_QUERY_TERMS:
+        raise InvalidInput(f"search query has more than {MAX_QUERY_TERMS} words")
+    return terms
+
+
+def _search_where(dialect: str, workspace_id: uuid.UUID, terms: list[str]) -> list[Any]:
+    """WHERE clauses: in the workspace, and the content contains every term (via migration 006)."""
+    workspace = col(AgentMessage.workspace_id)
+    if dialect == "sqlite":
+        # Each term becomes an FTS5 string ("..." with quotes doubled), so nothing the user types
+        # is read as an operator (OR, NEAR, *, ^, column filters); juxtaposed strings mean AND.
+        match = " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        hits = (
+            sa.select(sa.literal_column("rowid"))
+            .select_from(sa.table(FTS_TABLE))
+            .where(sa.literal_column(FTS_TABLE).op("MATCH")(sa.bindparam("fts_query", match)))
+        )
+        # Without statistics SQLite would walk the workspace's whole index and probe the hits;
+        # a unary + makes the column unindexable, so the hits drive (one rowid lookup each).
+        unindexed = UnaryExpression(workspace, operator=custom_op("+"), type_=workspace.type)
+        return [sa.literal_column("agent_messages.rowid").in_(hits), unindexed == workspace_id]
+    if dialect == "postgresql":
+        # The config is a literal, not a parameter: the expression must equal the index's.
+        config = sa.literal_column("'simple'::regconfig")
+        document = sa.func.to_tsvector(config, col(AgentMessage.content))
+        query = sa.func.plainto_tsquery(config, sa.bindparam("fts_query", " ".join(terms)))
+        return [workspace == workspace_id, document.bool_op("@@")(query)]
+    raise InvalidInput(f"message search is not available on {dialect}")

@@ -1,0 +1,288 @@
+"""The runtime as the dashboard and the API see it: send a message, start or cancel a run.
+
+Each chat answer and each team run executes in its own worker thread with its own event loop:
+MetaGPT makes blocking calls (subprocesses with timeouts, pip installs, file writes) that would
+otherwise freeze every dashboard client. Runs belong to the server, not to a browser tab: closing
+the page changes nothing, and reopening it shows the stored messages, then live events.
+
+This module does not import metagpt at load time; the first chat or run (or the warm-up at
+startup) configures and imports it (core/runtime/bootstrap.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from core.errors import Conflict, NotFound
+from core.runs import FINISHED, RunCreate, RunPublic
+from core.status import AgentStatus
+
+if TYPE_CHECKING:
+    from core.runtime.roles import LlmChoice
+    from core.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 256 * 1024
+MAX_FILES_LISTED = 500
+
+
+class ConnectionTest(BaseModel):
+    ok: bool
+    message: str
+    seconds: float
+
+
+class _Worker:
+    """One chat answer or run: a thread running one coroutine on its own loop, cancellable."""
+
+    def __init__(self, name: str, make: Callable[[_Worker], Coroutine[Any, Any, None]]) -> None:
+        self.name = name
+        self._make = make
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_reason = ""
+        self._cancel_requested = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _main(self) -> None:
+        async def runner() -> None:
+            self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
+            if self._cancel_requested.is_set():
+                raise asyncio.CancelledError
+            await self._make(self)
+
+        try:
+            asyncio.run(runner())
+        except asyncio.CancelledError:
+            pass
+        except BaseException:
+            log.exception("runtime worker %s crashed", self.name)
+        finally:
+            self.done.set()
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = self.cancel_reason or reason
+        self._cancel_requested.set()
+        loop, task = self.loop, self.task
+        if loop is not None and task is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+
+
+class Runtime:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._runs: dict[uuid.UUID, _Worker] = {}
+        self._chats: dict[uuid.UUID, _Worker] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+
+    # -- set-up ----------------------------------------------------------------------------
+    def ensure_ready(self) -> None:
+        """Configure and import MetaGPT once (idempotent, thread-safe)."""
+        if self._ready.is_set():
+            return
+        with self._lock:
+            if not self._ready.is_set():
+                from core.runtime.bootstrap import configure_metagpt
+
+                configure_metagpt(self.settings.data_dir)
+                self._ready.set()
+
+    def warm_up(self) -> threading.Thread:
+        """Import MetaGPT in the background so the first run doesn't wait ~10 s for it."""
+        thread = threading.Thread(target=self.ensure_ready, name="agentdeck-metagpt-import", daemon=True)
+        thread.start()
+        return thread
+
+    def recover(self) -> int:
+        """Startup: runs a dead process left unfinished are `interrupted`; agents it left
+        `busy` are `active` again."""
+        return self.services.runs.interrupt_unfinished()
+
+    # -- LLM -------------------------------------------------------------------------------
+    def llm_choice(self, workspace_id: uuid.UUID, profile: str | None = None) -> LlmChoice:
+        self.ensure_ready()
+        from core.runtime.roles import demo_choice, profile_choice
+
+        resolved = self.services.llm_profiles.resolve(workspace_id, profile or None)
+        if resolved is None:
+            return demo_choice()
+        return profile_choice(
+            resolved.label,
+            resolved.api_type,
+            resolved.model,
+            resolved.base_url,
+            resolved.api_key,
+            timeout=self.settings.llm_timeout,
+        )
+
+    def test_llm_profile(self, profile_id: uuid.UUID, scope: uuid.UUID | None = None) -> ConnectionTest:
+        """Ask the profile's endpoint for a one-word answer (blocking, bounded by llm_timeout)."""
+        profile = self.services.llm_profiles.get(profile_id, scope=scope)
+        choice = self.llm_choice(profile.workspace_id, profile.name)
+
+        async def ping() -> str:
+            llm = choice.make_llm()
+            return str(await llm.aask("Reply with the single word OK.", stream=False))
+
+        started = time.monotonic()
+        try:
+            answer = asyncio.run(asyncio.wait_for(ping(), timeout=self.settings.llm_timeout * 3))
+        except BaseException as exc:  # LlmCallFailed is a BaseException; report, never raise
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            inner = getattr(exc, "error", exc)
+            return ConnectionTest(
+                ok=False, message=f"{type(inner).__name__}: {inner}"[:500], seconds=time.monotonic() - started
+            )
+        return ConnectionTest(ok=True, message=answer.strip()[:200], seconds=time.monotonic() - started)
+
+    # -- chat ------------------------------------------------------------------------------
+    def send_message(
+        self,
+        agent_id: uuid.UUID,
+        content: str,
+        metadata: dict[str, Any] | None = None,
+        actor: str = "user",
+        scope: uuid.UUID | None = None,
+    ) -> Any:
+        """Store the user's message; an active agent then answers it in the background."""
+        message = self.services.messages.append(
+            agent_id, content, sender="user", role="user", metadata=metadata, actor=actor, scope=scope
+        )
+        agent = self.services.agents.get(agent_id, scope=scope)
+        if agent.status == AgentStatus.ACTIVE:
+            self._start_chat(agent_id, agent.workspace_id, agent.config.get("llm_profile"), message.id)
+        return message
+
+    def _start_chat(
+        self, agent_id: uuid.UUID, workspace_id: uuid.UUID, profile: str | None, message_id: uuid.UUID
+    ) -> None:
+        async def answer(worker: _Worker) -> None:
+            self.ensure_ready()  # MetaGPT must be configured before engine imports it
+            from core.runtime.engine import execute_chat
+
+            await execute_chat(self.services, agent_id, message_id, self.llm_choice(workspace_id, profile))
+
+        worker = _Worker(f"agentdeck-chat-{agent_id}", answer)
+        with self._lock:
+            self._chats[agent_id] = worker
+        worker.start()
+
+    def wait_for_chat(self, agent_id: uuid.UUID, timeout: float) -> bool:
+        worker = self._chats.get(agent_id)
+        return worker is None or worker.done.wait(timeout)
+
+    def chat_in_progress(self, agent_id: uuid.UUID) -> bool:
+        worker = self._chats.get(agent_id)
+        return worker is not None and not worker.done.is_set()
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(self, data: RunCreate, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:
+        run = self.services.runs.create(data, actor=actor, scope=scope)
+        workspace = self.services.workspaces.get(run.workspace_id)
+        code_execution = bool(workspace.settings.get("code_execution", True))
+        run_dir = self.run_dir(run.id)
+
+        async def execute(worker: _Worker) -> None:
+            self.ensure_ready()  # MetaGPT must be configured before engine imports it
+            from core.runtime.engine import execute_run
+
+            choice = self.llm_choice(run.workspace_id)
+            try:
+                async with asyncio.timeout(self.settings.run_time_limit):
+                    await execute_run(
+                        self.services,
+                        run.id,
+                        choice,
+                        run_dir,
+                        code_execution,
+                        self.settings.sandbox_timeout,
+                        cancel_reason=lambda: worker.cancel_reason,
+                    )
+            except TimeoutError:
+                limit = self.settings.run_time_limit
+                self.services.runs.finish(
+                    run.id, "failed", stop_reason="time limit", error=f"ran longer than {limit} s"
+                )
+
+        worker = _Worker(f"agentdeck-run-{run.id}", execute)
+        with self._lock:
+            self._runs[run.id] = worker
+        worker.start()
+        return run
+
+    def cancel_run(self, run_id: uuid.UUID, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:
+        run = self.services.runs.get(run_id, scope=scope)
+        if run.status in FINISHED:
+            raise Conflict(f"the run is already {run.status}", status=run.status)
+        worker = self._runs.get(run_id)
+        if worker is None or worker.done.is_set():
+            # Nobody in this process is executing it (e.g. another process's run): record it.
+            return self.services.runs.finish(run_id, "cancelled", stop_reason=f"cancelled by {actor}")
+        worker.cancel(f"cancelled by {actor}")
+        self._kill_sandbox(run_id)
+        worker.done.wait(timeout=5)
+        return self.services.runs.get(run_id)
+
+    def _kill_sandbox(self, run_id: uuid.UUID) -> None:
+        venv = self.run_dir(run_id) / "venv"
+        if venv.exists():
+            from core.runtime.sandbox import Sandbox
+
+            Sandbox(venv=venv, timeout=0).kill_processes()
+
+    def wait_for_run(self, run_id: uuid.UUID, timeout: float) -> bool:
+        worker = self._runs.get(run_id)
+        return worker is None or worker.done.wait(timeout)
+
+    def run_dir(self, run_id: uuid.UUID) -> Path:
+        return self.settings.data_dir / "runs" / str(run_id)
+
+    # -- run files -------------------------------------------------------------------------
+    def run_files(self, run_id: uuid.UUID, scope: uuid.UUID | None = None) -> list[str]:
+        """MetaGPT's project files of a run, relative to its workspace folder."""
+        self.services.runs.get(run_id, scope=scope)
+        root = self.run_dir(run_id) / "workspace"
+        if not root.exists():
+            return []
+        files: list[str] = []
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and ".git" not in path.relative_to(root).parts:
+                files.append(str(path.relative_to(root)))
+                if len(files) >= MAX_FILES_LISTED:
+                    break
+        return files
+
+    def read_run_file(self, run_id: uuid.UUID, relative: str, scope: uuid.UUID | None = None) -> str:
+        self.services.runs.get(run_id, scope=scope)
+        root = (self.run_dir(run_id) / "workspace").resolve()
+        target = (root / relative).resolve()
+        if root not in target.parents or not target.is_file():
+            raise NotFound("run file", relative)
+        data = target.read_bytes()[:MAX_FILE_BYTES]
+        return data.decode("utf-8", errors="replace")
+
+    # -- shutdown --------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            workers = [w for w in [*self._runs.values(), *self._chats.values()] if not w.done.is_set()]
+        for worker in workers:
+            worker.cancel("server shutting down")
+        for worker in workers:
+            worker.done.wait(timeout)

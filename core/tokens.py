@@ -1,0 +1,144 @@
+"""API tokens (SPEC §8): per workspace, shown once, stored as a SHA-256 hash, revocable.
+
+A secret looks like `adk_<43 url-safe characters>` (256 random bits). Only its hash and its first
+characters (`prefix`, so people can tell tokens apart in a list) reach the database; the secret
+itself is returned once by `create` and never again.
+
+`authenticate` runs on every API request, so it is one indexed read. It records `last_used_at`
+at most once a minute per token: the UPDATE is conditional on the stored value being older than
+that, so neither many requests nor many processes turn authentication into a write per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter, ValidationError
+from sqlmodel import col, select
+
+from core.db import Database
+from core.errors import InvalidInput, NotFound, Unauthorized
+from core.schemas import Name, Public
+from storage.models import ApiToken, Workspace
+from storage.types import utcnow
+
+SECRET_PREFIX = "adk_"
+PREFIX_CHARS = 12
+# Secrets are ~47 characters; anything much longer is not one of ours and is not even hashed.
+MAX_SECRET_CHARS = 200
+LAST_USED_EVERY = timedelta(minutes=1)
+MAX_TOKENS_LISTED = 1000
+
+_name = TypeAdapter(Name)
+
+
+class TokenPublic(Public):
+    """What anyone may see of a token: never its hash, never its secret."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TokenService:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        # Injectable so tests can let a minute pass without sleeping.
+        self.clock = clock
+
+    def create(self, workspace_id: uuid.UUID, name: str) -> tuple[TokenPublic, str]:
+        """A new token of the workspace and its secret. The secret is not stored: show it now."""
+        try:
+            name = _name.validate_python(name)
+        except ValidationError as exc:
+            raise InvalidInput("a token name must have 1 to 200 characters", name=name) from exc
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        with self.db.write() as session:
+            if session.get(Workspace, workspace_id) is None:
+                raise NotFound("workspace", workspace_id)
+            row = ApiToken(
+                workspace_id=workspace_id,
+                name=name,
+                token_hash=hash_secret(secret),
+                prefix=secret[:PREFIX_CHARS],
+            )
+            session.add(row)
+            session.flush()
+            return TokenPublic.model_validate(row), secret
+
+    def list(self, workspace_id: uuid.UUID) -> list[TokenPublic]:
+        """The workspace's tokens, revoked ones included, oldest first."""
+        with self.db.read() as session:
+            if session.get(Workspace, workspace_id) is None:
+                raise NotFound("workspace", workspace_id)
+            rows = session.exec(
+                select(ApiToken)
+                .where(ApiToken.workspace_id == workspace_id)
+                .order_by(col(ApiToken.created_at), col(ApiToken.id))
+                .limit(MAX_TOKENS_LISTED)
+            )
+            return [TokenPublic.model_validate(row) for row in rows]
+
+    def get(self, token_id: uuid.UUID, scope: uuid.UUID | None = None) -> TokenPublic:
+        with self.db.read() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None or (scope is not None and row.workspace_id != scope):
+                raise NotFound("token", token_id)
+            return TokenPublic.model_validate(row)
+
+    def revoke(self, token_id: uuid.UUID, scope: uuid.UUID | None = None) -> TokenPublic:
+        """Revoke for good. Revoking a revoked token changes nothing and is not an error."""
+        with self.db.write() as session:
+            row = session.get(ApiToken, token_id)
+            if row is None or (scope is not None and row.workspace_id != scope):
+                raise NotFound("token", token_id)
+            if row.revoked_at is None:
+                row.revoked_at = self.clock()
+                session.add(row)
+                session.flush()
+            return TokenPublic.model_validate(row)
+
+    def authenticate(self, secret: str) -> TokenPublic:
+        """The live token whose secret this is; Unauthorized for anything else."""
+        if not secret or len(secret) > MAX_SECRET_CHARS:
+            raise Unauthorized("invalid token")
+        with self.db.read() as session:
+            row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret))).first()
+            if row is None:
+                raise Unauthorized("invalid token")
+            token = TokenPublic.model_validate(row)
+        if token.revoked:
+            raise Unauthorized("token has been revoked")
+        now = self.clock()
+        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
+            self._touch(token.id, now)
+            token = token.model_copy(update={"last_used_at": now})
+        return token
+
+    def _touch(self, token_id: uuid.UUID, now: datetime) -> None:
+        # Conditional, so concurrent requests (or processes) write it once per interval at most.
+        # updated_at is left alone: being used is not a change of the token.
+        stale = sa.or_(col(ApiToken.last_used_at).is_(None), col(ApiToken.last_used_at) <= now - LAST_USED_EVERY)
+        with self.db.write() as session:
+            session.exec(
+                sa.update(ApiToken)
+                .where(col(ApiToken.id) == token_id, stale)
+                .values(last_used_at=now, updated_at=ApiToken.updated_at)
+            )

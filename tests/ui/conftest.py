@@ -1,0 +1,52 @@
+"""UI tests with NiceGUI's `user` fixture, which runs main.py in-process and reads settings from
+the environment. The autouse fixture below points that environment at this test's data dir and
+fresh database before `user` starts the app (autouse fixtures are set up first).
+
+`@pytest.mark.dashboard_password("secret")` turns dashboard auth on for a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.services import get_services
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "dashboard_password(value): start the app with this dashboard password")
+
+
+@pytest.fixture(autouse=True)
+def fresh_lifespan() -> Iterator[None]:
+    """Each `user` test re-runs main.py, and FastAPI's `include_router` wraps the app's lifespan in
+    one more layer per router; NiceGUI's reset leaves that chain alone, so after a few dozen tests
+    entering it exceeds Python's recursion limit. Put the original lifespan back after each test."""
+    from nicegui import app
+
+    original = app.router.lifespan_context
+    yield
+    app.router.lifespan_context = original
+
+
+@pytest.fixture(autouse=True)
+def ui_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    monkeypatch.setenv("AGENTDECK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("AGENTDECK_PASSWORD", raising=False)
+    monkeypatch.delenv("AGENTDECK_DEMO", raising=False)
+    marker = request.node.get_closest_marker("dashboard_password")
+    if marker is not None:
+        monkeypatch.setenv("AGENTDECK_PASSWORD", marker.args[0])
+    from nicegui import app as _app
+    saved = _app.router.lifespan_context
+    yield
+    _app.router.lifespan_context = saved
+    # The app the `user` fixture ran is gone; close its connection pool (PostgreSQL counts them).
+    with contextlib.suppress(RuntimeError):
+        get_services().db.dispose()

@@ -1,0 +1,309 @@
+"""The agents board (`/`), as a person sees it in the `user` fixture's simulated browser: cards with
+live status badges, filters, keyset "load more", the create dialog and the status actions, and
+changes made elsewhere (another tab, the API) arriving without a reload."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+
+from nicegui import ui
+from nicegui.testing import User
+
+from core.schemas import AgentCreate, AgentUpdate, ProjectCreate, WorkspaceCreate, WorkspacePublic
+from core.services import get_services
+from ui.board import PAGE_SIZE
+from ui.widgets import STATUS_COLORS
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    assert condition()
+
+
+def only(user: User, marker: str) -> ui.element:
+    elements = user.find(marker=marker).elements
+    assert len(elements) == 1, f"{len(elements)} elements marked {marker!r}"
+    return next(iter(elements))
+
+
+def workspace(slug: str = "team") -> WorkspacePublic:
+    return get_services().workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
+
+
+def add_agent(ws: WorkspacePublic, name: str, definition: str = "assistant", **fields: object):  # type: ignore[no-untyped-def]
+    return get_services().agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name, **fields))  # type: ignore[arg-type]
+
+
+def cards(user: User) -> int:
+    try:
+        return len(user.find(marker="agent-card").elements)
+    except AssertionError:
+        return 0
+
+
+def badge(user: User, agent_id: uuid.UUID) -> ui.badge:
+    return only(user, f"status-{agent_id}")  # type: ignore[return-value]
+
+
+def transitions(user: User, agent_id: uuid.UUID) -> set[str]:
+    prefix = f"transition-{agent_id}-"
+    return {
+        marker.removeprefix(prefix)
+        for element in user.find(marker=f"transition-{agent_id}").elements
+        for marker in element._markers
+        if marker.startswith(prefix)
+    }
+
+
+def choose(user: User, marker: str, value: str) -> None:
+    with user.client:  # type: ignore[union-attr]
+        only(user, marker).value = value  # type: ignore[attr-defined]
+
+
+async def test_the_board_shows_every_agent_with_a_coloured_status_badge(user: User) -> None:
+    ws = workspace()
+    pm = add_agent(ws, "Alice", "product-manager")
+    bot = add_agent(ws, "Helper")
+    get_services().agents.set_status(bot.id, "active", reason="warmed up")
+
+    await user.open("/")
+    await user.should_see("Alice")
+    await user.should_see("Product Manager")
+    await user.should_see("warmed up")
+    assert badge(user, pm.id).text == "idle"
+    assert badge(user, bot.id).text == "active"
+    assert badge(user, bot.id).props["color"] == STATUS_COLORS["active"]
+    assert only(user, f"open-{pm.id}").props["href"] == f"/agents/{pm.id}"
+    await user.should_see("2 agents")
+
+
+async def test_an_empty_workspace_invites_to_create_an_agent(user: User) -> None:
+    workspace()
+    await user.open("/")
+    await user.should_see("No agents yet")
+    await user.should_not_see(marker="load-more")
+
+
+async def test_filters_narrow_the_board_by_status_project_and_name(user: User) -> None:
+    ws = workspace()
+    project = get_services().workspaces.create_project(ws.id, ProjectCreate(slug="site", name="Website"))
+    alice = add_agent(ws, "Alice", project_id=project.id)
+    bob = add_agent(ws, "Bob")
+    carol = add_agent(ws, "Carol")
+    get_services().agents.set_status(bob.id, "offline")
+
+    await user.open("/")
+    await eventually(lambda: cards(user) == 3)
+
+    choose(user, "status-filter", "offline")
+    await eventually(lambda: cards(user) == 1)
+    await user.should_see(marker=f"agent-{bob.id}")
+
+    choose(user, "status-filter", "")
+    choose(user, "project-filter", str(project.id))
+    await eventually(lambda: cards(user) == 1)
+    await user.should_see(marker=f"agent-{alice.id}")
+    await user.should_see("Website")
+
+    choose(user, "project-filter", "")
+    user.find(marker="name-filter").type("car")
+    await eventually(lambda: cards(user) == 1)
+    await user.should_see(marker=f"agent-{carol.id}")
+
+    user.find(marker="name-filter").type("zzz")
+    await user.should_see("No agent matches these filters")
+
+
+async def test_load_more_pages_through_a_big_workspace_50_at_a_time(user: User) -> None:
+    ws = workspace()
+    total = PAGE_SIZE * 2 + 7
+    for n in range(total):
+        add_agent(ws, f"agent-{n:03}")
+
+    await user.open("/")
+    await eventually(lambda: cards(user) == PAGE_SIZE)
+    await user.should_see(f"{total} agents")
+    await user.should_not_see("agent-050")
+
+    user.find(marker="load-more").click()
+    await eventually(lambda: cards(user) == 2 * PAGE_SIZE)
+    user.find(marker="load-more").click()
+    await eventually(lambda: cards(user) == total)
+    await user.should_see("agent-106")
+    await user.should_not_see(marker="load-more")
+
+
+async def test_the_create_dialog_creates_an_agent_with_the_definition_defaults(user: User) -> None:
+    ws = workspace()
+    await user.open("/")
+    user.find(marker="new-agent").click()
+    choose(user, "new-agent-definition", "assistant")
+    await user.should_see("A generic assistant whose behaviour is its system prompt.")
+    config = only(user, "new-agent-config")
+    assert json.loads(config.value) == {"system_prompt": "You are a helpful assistant."}  # type: ignore[attr-defined]
+
+    user.find(marker="new-agent-name").type("Scribe")
+    user.find(marker="new-agent-create").click()
+
+    await user.should_see("Agent Scribe created")
+    page = get_services().agents.list(ws.id)
+    assert [a.name for a in page.items] == ["Scribe"]
+    assert page.items[0].config["system_prompt"] == "You are a helpful assistant."
+    await user.should_see(marker=f"agent-{page.items[0].id}")
+
+
+async def test_invalid_json_in_the_config_is_explained_and_creates_nothing(user: User) -> None:
+    ws = workspace()
+    await user.open("/")
+    user.find(marker="new-agent").click()
+    user.find(marker="new-agent-name").type("Broken")
+    with user.client:  # type: ignore[union-attr]
+        only(user, "new-agent-config").value = '{"system_prompt": '  # type: ignore[attr-defined]
+    user.find(marker="new-agent-create").click()
+
+    error = only(user, "new-agent-config-error")
+    await eventually(lambda: "Invalid JSON" in error.text)  # type: ignore[attr-defined]
+    assert get_services().agents.list(ws.id).items == []
+
+
+async def test_a_config_the_schema_refuses_is_explained_and_creates_nothing(user: User) -> None:
+    ws = workspace()
+    await user.open("/")
+    user.find(marker="new-agent").click()
+    choose(user, "new-agent-definition", "assistant")
+    user.find(marker="new-agent-name").type("Hot")
+    with user.client:  # type: ignore[union-attr]
+        only(user, "new-agent-config").value = json.dumps({"system_prompt": "hi", "temperature": 7})  # type: ignore[attr-defined]
+    user.find(marker="new-agent-create").click()
+
+    error = only(user, "new-agent-config-error")
+    await eventually(lambda: "temperature" in error.text)  # type: ignore[attr-defined]
+    assert "7 is greater than the maximum of 2" in error.text  # type: ignore[attr-defined]
+    assert get_services().agents.list(ws.id).items == []
+
+
+async def test_a_taken_name_is_refused_on_the_field(user: User) -> None:
+    ws = workspace()
+    add_agent(ws, "Twin")
+    await user.open("/")
+    user.find(marker="new-agent").click()
+    name = only(user, "new-agent-name")
+    user.find(marker="new-agent-name").type("Twin")
+    user.find(marker="new-agent-create").click()
+    await eventually(lambda: name.error is not None)  # type: ignore[attr-defined]
+    assert "already exists" in name.error  # type: ignore[attr-defined]
+    assert len(get_services().agents.list(ws.id).items) == 1
+
+
+async def test_the_status_menu_offers_only_allowed_transitions_and_updates_the_badge(user: User) -> None:
+    ws = workspace()
+    agent = add_agent(ws, "Mover")
+    await user.open("/")
+    assert transitions(user, agent.id) == set(agent.allowed_transitions)
+
+    user.find(marker=f"transition-{agent.id}-active").click()
+    await eventually(lambda: badge(user, agent.id).text == "active")
+    assert badge(user, agent.id).props["color"] == STATUS_COLORS["active"]
+    assert get_services().agents.get(agent.id).status == "active"
+    assert transitions(user, agent.id) == {"busy", "idle", "error", "offline"}
+
+
+async def test_activate_and_deactivate(user: User) -> None:
+    ws = workspace()
+    agent = add_agent(ws, "Switch")
+    await user.open("/")
+    toggle = only(user, f"toggle-{agent.id}")
+    assert toggle.text == "Activate"  # type: ignore[attr-defined]
+
+    user.find(marker=f"toggle-{agent.id}").click()
+    await eventually(lambda: badge(user, agent.id).text == "active")
+    assert toggle.text == "Deactivate"  # type: ignore[attr-defined]
+
+    user.find(marker=f"toggle-{agent.id}").click()
+    await eventually(lambda: badge(user, agent.id).text == "offline")
+    assert get_services().agents.get(agent.id).status == "offline"
+    await user.should_see("deactivated")
+
+
+async def test_a_transition_refused_after_a_race_says_why_and_shows_the_real_status(user: User) -> None:
+    ws = workspace()
+    agent = add_agent(ws, "Racer")
+    await user.open("/")
+    assert "initializing" in transitions(user, agent.id)
+
+    get_services().agents.set_status(agent.id, "active")  # someone else wins the race
+    user.find(marker=f"transition-{agent.id}-initializing").click()
+
+    await user.should_see("cannot go from 'active' to 'initializing'")
+    await eventually(lambda: badge(user, agent.id).text == "active")
+    assert get_services().agents.get(agent.id).status == "active"
+
+
+async def test_a_status_change_made_elsewhere_appears_without_reload(user: User) -> None:
+    ws = workspace()
+    agent = add_agent(ws, "Watched")
+    await user.open("/")
+    assert badge(user, agent.id).text == "idle"
+
+    get_services().agents.set_status(agent.id, "error", reason="LLM timed out")  # as the API would
+
+    await eventually(lambda: badge(user, agent.id).text == "error")
+    await user.should_see("LLM timed out", retries=20)
+    assert transitions(user, agent.id) == {"idle", "active", "offline"}
+
+
+async def test_agents_created_renamed_and_deleted_elsewhere_appear_live(user: User) -> None:
+    ws = workspace()
+    first = add_agent(ws, "First")
+    await user.open("/")
+    await eventually(lambda: cards(user) == 1)
+
+    second = add_agent(ws, "Second")
+    await eventually(lambda: cards(user) == 2)
+    await user.should_see("2 agents")
+
+    get_services().agents.update(second.id, AgentUpdate(name="Renamed"))
+    await user.should_see("Renamed", retries=20)
+
+    get_services().agents.delete(first.id)
+    await eventually(lambda: cards(user) == 1)
+    await user.should_not_see(marker=f"agent-{first.id}")
+
+
+async def test_live_changes_respect_the_filters(user: User) -> None:
+    ws = workspace()
+    agent = add_agent(ws, "Filtered")
+    await user.open("/")
+    choose(user, "status-filter", "active")
+    await user.should_see("No agent matches these filters")
+
+    add_agent(ws, "Newcomer")  # idle: not shown under "active"
+    get_services().agents.activate(agent.id)  # enters the filter
+    await eventually(lambda: cards(user) == 1)
+    await user.should_see(marker=f"agent-{agent.id}")
+
+    get_services().agents.set_status(agent.id, "offline")  # leaves it
+    await eventually(lambda: cards(user) == 0)
+
+
+async def test_events_of_another_workspace_do_not_reach_the_board(user: User) -> None:
+    workspace("alpha")
+    other = workspace("beta")
+    await user.open("/")
+    add_agent(other, "Stranger")
+    await asyncio.sleep(0.3)
+    assert cards(user) == 0
+    await user.should_not_see("Stranger")
+
+
+async def test_the_catalog_link_preselects_a_definition_in_the_create_dialog(user: User) -> None:
+    workspace()
+    await user.open("/?new=engineer")
+    assert only(user, "new-agent-definition").value == "engineer"  # type: ignore[attr-defined]
+    await user.should_see("writes the code file by file")

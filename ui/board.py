@@ -1,0 +1,500 @@
+"""The agents board (SPEC §11, route `/`): every agent of the current workspace, live.
+
+Agents are loaded 50 at a time with the service's keyset cursor ("Load more" fetches the next
+page), so a workspace with thousands of agents opens as fast as an empty one. Each card updates
+itself in place from the event bus: a status change recolours its badge and rebuilds its action
+menu from `allowed_transitions`; created, renamed and deleted agents appear, change and vanish
+without a reload, whichever tab, process or API client made the change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from nicegui import APIRouter, app, run, ui
+from pydantic import ValidationError
+
+from core.errors import Conflict, DomainError, InvalidInput, NotFound
+from core.events import EventFilter, EventOut, EventType
+from core.schemas import AgentCreate, AgentPublic, DefinitionPublic, ProjectPublic, WorkspacePublic
+from core.services import get_services
+from core.status import AgentStatus
+from ui import live
+from ui.components import validation_messages
+from ui.theme import DARK_MODE_KEY, frame
+from ui.widgets import status_badge, update_status_badge
+
+router = APIRouter()
+
+PAGE_SIZE = 50
+ACTOR = "user"
+RUNNING = {AgentStatus.ACTIVE.value, AgentStatus.BUSY.value}
+ALL = ""  # the "any" choice of a filter select
+ROLE_ICONS = {
+    "ProductManager": "assignment",
+    "Architect": "architecture",
+    "ProjectManager": "view_kanban",
+    "Engineer": "code",
+    "QaEngineer": "bug_report",
+    "assistant": "chat",
+}
+CARD = (
+    "w-full p-4 gap-3 rounded-xl shadow-sm border border-slate-200 dark:border-slate-700 "
+    "hover:shadow-md transition-shadow"
+)
+ICON = "text-xl p-2 rounded-lg bg-indigo-50 text-indigo-600 dark:bg-indigo-500/15 dark:text-indigo-300"
+MUTED = "text-slate-500 dark:text-slate-400"
+
+
+@dataclass
+class Filters:
+    status: str = ALL
+    project_id: str = ALL
+    name: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.status or self.project_id or self.name)
+
+    def matches(self, agent: AgentPublic) -> bool:
+        return (
+            (not self.status or agent.status == self.status)
+            and (not self.project_id or str(agent.project_id) == self.project_id)
+            and (not self.name or self.name.casefold() in agent.name.casefold())
+        )
+
+
+class AgentCard:
+    """One agent: name, definition, project, status badge and reason, and its status actions."""
+
+    def __init__(self, board: Board, agent: AgentPublic) -> None:
+        self.board = board
+        self.agent = agent
+        marker = f"agent-{agent.id}"
+        self.card = ui.card().classes(CARD).props(f"data-agent-id={agent.id}").mark(f"agent-card {marker}")
+        with self.card:
+            with (
+                ui.link(target=f"/agents/{agent.id}")
+                .classes("w-full no-underline text-inherit")
+                .mark(f"open-agent open-{agent.id}"),
+                ui.row().classes("w-full items-start no-wrap gap-3"),
+            ):
+                ui.icon(ROLE_ICONS.get(agent.role_kind, "smart_toy")).classes(ICON)
+                with ui.column().classes("gap-0 min-w-0 grow"):
+                    self.name = ui.label().classes("font-semibold truncate w-full").mark(f"name-{agent.id}")
+                    self.meta = ui.label().classes(f"text-xs truncate w-full {MUTED}")
+                self.badge = status_badge(agent.status).classes("shrink-0").mark(f"status-{agent.id}")
+            self.reason = ui.label().classes(f"text-sm {MUTED} line-clamp-2 min-h-5").mark(f"reason-{agent.id}")
+            with ui.row().classes("w-full items-center justify-between no-wrap mt-auto"):
+                self.toggle = ui.button(on_click=self._toggle).props("flat dense no-caps").mark(f"toggle-{agent.id}")
+                with (
+                    ui.button(icon="more_vert")
+                    .props('flat round dense aria-label="Change status" title="Change status"')
+                    .mark(f"more-{agent.id}")
+                ):
+                    self.menu = ui.menu().props("auto-close")
+        self.render()
+
+    def render(self) -> None:
+        agent = self.agent
+        self.name.set_text(agent.name)
+        self.meta.set_text(self.board.describe(agent))
+        update_status_badge(self.badge, agent.status)
+        self.reason.set_text(agent.status_reason or "\u00a0")
+        running = agent.status in RUNNING
+        self.toggle.set_text("Deactivate" if running else "Activate")
+        self.toggle.props(f"icon={'power_settings_new' if running else 'play_arrow'}")
+        self.toggle.props(f"color={'blue-grey' if running else 'primary'}")
+        self.menu.clear()
+        with self.menu:
+            ui.item_label("Set status").props("header").classes("text-xs uppercase tracking-wider py-2")
+            for target in agent.allowed_transitions:
+                ui.menu_item(target.capitalize(), on_click=partial(self._change, target)).mark(
+                    f"transition-{agent.id} transition-{agent.id}-{target}"
+                )
+
+    async def _toggle(self) -> None:
+        agents, agent_id, scope = get_services().agents, self.agent.id, self.board.workspace.id
+        if self.agent.status in RUNNING:
+            call = partial(agents.set_status, agent_id, AgentStatus.OFFLINE, reason="deactivated", actor=ACTOR)
+        else:
+            call = partial(agents.activate, agent_id, actor=ACTOR)
+        self.toggle.disable()
+        try:
+            await self.board.act(agent_id, partial(call, scope=scope))
+        finally:
+            self.toggle.enable()
+
+    async def _change(self, target: str) -> None:
+        agents, scope = get_services().agents, self.board.workspace.id
+        call = partial(agents.set_status, self.agent.id, target, reason="set from the dashboard", actor=ACTOR)
+        await self.board.act(self.agent.id, partial(call, scope=scope))
+
+
+class Board:
+    def __init__(
+        self,
+        workspace: WorkspacePublic,
+        definitions: list[DefinitionPublic],
+        projects: list[ProjectPublic],
+        total: int,
+    ) -> None:
+        self.workspace = workspace
+        self.definitions = {d.slug: d for d in definitions}
+        self.projects = {str(p.id): p for p in projects}
+        self.total = total
+        self.filters = Filters()
+        self.cards: dict[uuid.UUID, AgentCard] = {}
+        self.next_cursor: str | None = None
+        self.last_loaded: AgentPublic | None = None
+        # While a page loads, events wait here and are applied after it: an event about an agent
+        # of that page must not be lost because its card did not exist yet.
+        self.loading = True
+        self.pending: list[EventOut] = []
+        self.generation = 0
+        self.create_dialog = NewAgentDialog(self)
+        self._build()
+
+    # -- layout ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        with ui.row().classes("w-full items-center gap-3"):
+            search = (
+                ui.input(placeholder="Search by name", on_change=lambda e: self._set_filter(name=(e.value or "")))
+                .props("dense outlined clearable debounce=300")
+                .classes("w-full sm:w-64")
+                .mark("name-filter")
+            )
+            with search.add_slot("prepend"):
+                ui.icon("search").classes("text-slate-400")
+            statuses = {ALL: "All statuses", **{s.value: s.value.capitalize() for s in AgentStatus}}
+            ui.select(statuses, value=ALL, on_change=lambda e: self._set_filter(status=e.value or ALL)).props(
+                'dense outlined options-dense aria-label="Status"'
+            ).classes("w-40").mark("status-filter")
+            if self.projects:
+                options = {ALL: "All projects", **{pid: p.name for pid, p in self.projects.items()}}
+                ui.select(options, value=ALL, on_change=lambda e: self._set_filter(project_id=e.value or ALL)).props(
+                    'dense outlined options-dense aria-label="Project"'
+                ).classes("w-48").mark("project-filter")
+            ui.space()
+            self.count = ui.label().classes(f"text-sm {MUTED}").mark("agent-count")
+            ui.button("New agent", icon="add", on_click=self.create_dialog.open).props("unelevated no-caps").mark(
+                "new-agent"
+            )
+        self.grid = ui.element("div").classes("w-full grid gap-4 grid-cols-1 sm:grid-cols-2 xl:grid-cols-3")
+        with ui.card().classes("w-full items-center p-10 gap-2 rounded-xl shadow-none border border-dashed") as empty:
+            ui.icon("smart_toy").classes("text-5xl text-slate-300")
+            self.empty_title = ui.label().classes("text-lg font-medium").mark("board-empty")
+            self.empty_hint = ui.label().classes(f"text-sm {MUTED} text-center")
+        self.empty = empty
+        with ui.row().classes("w-full items-center justify-center gap-3"):
+            self.shown = ui.label().classes(f"text-sm {MUTED}").mark("shown-count")
+            self.more = (
+                ui.button("Load more", icon="expand_more", on_click=self.load_more)
+                .props("outline no-caps")
+                .mark("load-more")
+            )
+        self._refresh_footer()
+
+    def describe(self, agent: AgentPublic) -> str:
+        definition = self.definitions.get(agent.definition)
+        parts = [definition.name if definition else agent.definition]
+        if agent.project_id is not None:
+            project = self.projects.get(str(agent.project_id))
+            parts.append(project.name if project else "other project")
+        return " · ".join(parts)
+
+    def _refresh_footer(self) -> None:
+        self.count.set_text(f"{self.total:,} agent{'' if self.total == 1 else 's'}")
+        shown = len(self.cards)
+        self.shown.set_text(f"Showing {shown:,}" if self.next_cursor else "")
+        self.shown.set_visibility(bool(self.next_cursor))
+        self.more.set_visibility(bool(self.next_cursor))
+        self.empty.set_visibility(not shown and not self.loading)
+        if self.filters.active:
+            self.empty_title.set_text("No agent matches these filters")
+            self.empty_hint.set_text("Change or clear the filters above.")
+        else:
+            self.empty_title.set_text("No agents yet")
+            self.empty_hint.set_text("Create one from the catalog with “New agent”; it will appear here live.")
+
+    # -- loading ---------------------------------------------------------------------------
+    async def _set_filter(self, **changes: str) -> None:
+        for key, value in changes.items():
+            setattr(self.filters, key, value)
+        await self.reload()
+
+    def _fetch(self, cursor: str | None) -> Any:
+        f = self.filters
+        return get_services().agents.list(
+            self.workspace.id,
+            status=f.status or None,
+            project_id=uuid.UUID(f.project_id) if f.project_id else None,
+            name=f.name or None,
+            limit=PAGE_SIZE,
+            cursor=cursor,
+        )
+
+    async def reload(self) -> None:
+        await self._load(None)
+
+    async def load_more(self) -> None:
+        if self.next_cursor:
+            self.more.props("loading")
+            await self._load(self.next_cursor)
+            self.more.props(remove="loading")
+
+    async def _load(self, cursor: str | None) -> None:
+        self.generation += 1
+        generation = self.generation
+        self.loading = True
+        try:
+            page = await run.io_bound(self._fetch, cursor)
+        except DomainError as exc:
+            ui.notify(str(exc), type="negative")
+            page = None
+        if generation != self.generation:  # a newer filter change took over
+            return
+        if page is not None:
+            if cursor is None:
+                self.grid.clear()
+                self.cards.clear()
+            with self.grid:
+                for agent in page.items:
+                    if agent.id not in self.cards:
+                        self.cards[agent.id] = AgentCard(self, agent)
+            self.next_cursor = page.next_cursor
+            self.last_loaded = page.items[-1] if page.items else self.last_loaded
+        while self.pending:
+            await self._handle(self.pending.pop(0))
+        self.loading = False
+        self._refresh_footer()
+
+    # -- changes ---------------------------------------------------------------------------
+    async def act(self, agent_id: uuid.UUID, call: Callable[[], AgentPublic]) -> None:
+        """Run a status action; on refusal say why and show the agent as it really is now."""
+        try:
+            self.apply(await run.io_bound(call))
+        except NotFound:
+            ui.notify("This agent no longer exists", type="warning")
+            self.remove(agent_id)
+        except DomainError as exc:
+            ui.notify(str(exc), type="negative", multi_line=True)
+            try:
+                self.apply(await run.io_bound(get_services().agents.get, agent_id, self.workspace.id))
+            except NotFound:
+                self.remove(agent_id)
+
+    def apply(self, agent: AgentPublic, *, new: bool = False) -> None:
+        """Show `agent` as given: update its card, add one, or drop it if filters exclude it."""
+        card = self.cards.get(agent.id)
+        if not self.filters.matches(agent):
+            self.remove(agent.id)
+        elif card is not None:
+            if agent.lock_version >= card.agent.lock_version:
+                card.agent = agent
+                card.render()
+        elif new or self._within_loaded(agent):
+            with self.grid:
+                self.cards[agent.id] = AgentCard(self, agent)
+        self._refresh_footer()
+
+    def remove(self, agent_id: uuid.UUID | None) -> None:
+        card = self.cards.pop(agent_id, None) if agent_id else None
+        if card is not None:
+            card.card.delete()
+            self._refresh_footer()
+
+    def _within_loaded(self, agent: AgentPublic) -> bool:
+        """Would the pages loaded so far include this agent? (Else "Load more" brings it.)"""
+        if self.next_cursor is None or self.last_loaded is None:
+            return True
+        last = self.last_loaded
+        try:
+            return (agent.created_at, agent.id) <= (last.created_at, last.id)
+        except TypeError:
+            return False
+
+    async def on_event(self, event: EventOut) -> None:
+        if self.loading:
+            self.pending.append(event)
+        else:
+            await self._handle(event)
+
+    async def _handle(self, event: EventOut) -> None:
+        data = event.data
+        if event.type == EventType.AGENT_CREATED:
+            self.total += 1
+            self.apply(AgentPublic.model_validate(data["agent"]), new=True)
+        elif event.type == EventType.AGENT_UPDATED:
+            self.apply(AgentPublic.model_validate(data["agent"]))
+        elif event.type == EventType.AGENT_DELETED:
+            self.total = max(0, self.total - 1)
+            self.remove(event.agent_id)
+            self._refresh_footer()
+        elif event.type == EventType.AGENT_STATUS_CHANGED and event.agent_id is not None:
+            card = self.cards.get(event.agent_id)
+            if card is not None:
+                changes = {
+                    "status": data["to"],
+                    "status_reason": data.get("reason", ""),
+                    "allowed_transitions": data.get("allowed_transitions", []),
+                    "lock_version": data.get("lock_version", card.agent.lock_version),
+                    "updated_at": event.ts,
+                }
+                self.apply(card.agent.model_copy(update=changes))
+            elif self.filters.status and data.get("to") == self.filters.status:
+                with contextlib.suppress(NotFound):  # it has just entered the status filter: show it
+                    self.apply(await run.io_bound(get_services().agents.get, event.agent_id, self.workspace.id))
+        elif event.type == EventType.RESUME:  # we fell behind: re-read rather than guess
+            await self.reload()
+
+
+class NewAgentDialog:
+    """Definition (with its description), name, optional project and a JSON config editor
+    prefilled with the definition's default_config. Core validates; its errors stay inline."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        definitions = list(board.definitions.values())
+        self.prefill = ""
+        dark = bool(app.storage.user.get(DARK_MODE_KEY, False))
+        with ui.dialog() as self.dialog, ui.card().classes("w-[40rem] max-w-full gap-3 p-6 rounded-xl"):
+            ui.label("New agent").classes("text-lg font-semibold")
+            self.definition = (
+                ui.select(
+                    {d.slug: d.name for d in definitions},
+                    label="Definition",
+                    value=definitions[0].slug if definitions else None,
+                    on_change=lambda e: self._definition_chosen(e.value),
+                )
+                .props("outlined dense options-dense")
+                .classes("w-full")
+                .mark("new-agent-definition")
+            )
+            self.description = ui.label().classes(f"text-sm {MUTED} -mt-1").mark("new-agent-description")
+            with ui.row().classes("w-full gap-3 no-wrap max-sm:flex-wrap"):
+                self.name = (
+                    ui.input("Name", placeholder="e.g. Alice (PM)")
+                    .props("outlined dense")
+                    .classes("grow")
+                    .mark("new-agent-name")
+                )
+                projects = {ALL: "No project", **{pid: p.name for pid, p in board.projects.items()}}
+                self.project = (
+                    ui.select(projects, value=ALL, label="Project")
+                    .props("outlined dense options-dense")
+                    .classes("w-48 max-sm:w-full")
+                    .mark("new-agent-project")
+                )
+                self.project.set_visibility(bool(board.projects))
+            ui.label("Config (JSON)").classes("text-sm font-medium -mb-2")
+            self.config = (
+                ui.codemirror(language="JSON", theme="basicDark" if dark else "basicLight", indent="  ")
+                .classes("w-full h-48 rounded-lg border border-slate-300 dark:border-slate-600 overflow-hidden")
+                .mark("new-agent-config")
+            )
+            self.config_error = (
+                ui.label().classes("text-sm text-negative whitespace-pre-wrap -mt-1").mark("new-agent-config-error")
+            )
+            with ui.row().classes("w-full justify-end gap-2 pt-2"):
+                ui.button("Cancel", on_click=self.dialog.close).props("flat no-caps")
+                self.submit = (
+                    ui.button("Create", on_click=self.create).props("unelevated no-caps").mark("new-agent-create")
+                )
+        self.name.on("keydown.enter", self.create)
+        self._definition_chosen(self.definition.value)
+
+    def open(self) -> None:
+        self.name.value = ""
+        self.name.error = None
+        self.config.value = ""  # refilled with the chosen definition's default below
+        self._definition_chosen(self.definition.value)
+        self.dialog.open()
+
+    def _definition_chosen(self, slug: str | None) -> None:
+        definition = self.board.definitions.get(slug or "")
+        self.description.set_text(definition.description if definition else "")
+        default = json.dumps(definition.default_config if definition else {}, indent=2)
+        # Swap in the new default unless the person has edited the previous one.
+        if not (self.config.value or "").strip() or self.config.value == self.prefill:
+            self.config.value = default
+        self.prefill = default
+        self.config_error.set_text("")
+
+    async def create(self) -> None:
+        self.name.error = None
+        self.config_error.set_text("")
+        try:
+            config = json.loads(self.config.value or "{}")
+        except json.JSONDecodeError as exc:
+            self.config_error.set_text(f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+            return
+        if not isinstance(config, dict):
+            self.config_error.set_text("The config must be a JSON object: { ... }")
+            return
+        try:
+            data = AgentCreate(
+                workspace_id=self.board.workspace.id,
+                definition=self.definition.value or "",
+                name=self.name.value or "",
+                config=config,
+                project_id=uuid.UUID(self.project.value) if self.project.value else None,
+            )
+        except ValidationError as exc:
+            messages = validation_messages(exc)
+            self.name.error = messages.get("name")
+            self.config_error.set_text(messages.get("config") or messages.get("definition") or "")
+            return
+        self.submit.props("loading")
+        try:
+            agent = await run.io_bound(get_services().agents.create, data, actor=ACTOR, scope=self.board.workspace.id)
+        except Conflict as exc:
+            self.name.error = str(exc)
+            return
+        except InvalidInput as exc:
+            self._show_error(exc)
+            return
+        except DomainError as exc:
+            self.config_error.set_text(str(exc))
+            return
+        finally:
+            self.submit.props(remove="loading")
+        self.dialog.close()
+        ui.notify(f"Agent {agent.name} created", type="positive")
+        self.board.apply(agent, new=True)
+
+    def _show_error(self, exc: InvalidInput) -> None:
+        errors = exc.details.get("errors")
+        if errors:  # schema violations, one per line
+            self.config_error.set_text("\n".join(f"{e['path']}: {e['message']}" for e in errors))
+        elif str(exc).startswith("config"):
+            self.config_error.set_text(str(exc))
+        else:
+            self.name.error = str(exc)
+
+
+@router.page("/")
+async def board_page(new: str | None = None) -> None:
+    """`/?new=<definition slug>` opens the new-agent dialog with that definition (from the catalog)."""
+    with frame("Agents") as workspace:
+        services = get_services()
+        definitions, projects, counts = await run.io_bound(
+            lambda: (
+                services.agents.definitions(),
+                services.workspaces.list_projects(workspace.id),
+                services.workspaces.counts(workspace.id),
+            )
+        )
+        board = Board(workspace, definitions, projects, counts["agents"])
+        # Subscribe before the first page is read: nothing that changes meanwhile is missed.
+        live.subscribe(EventFilter(workspace_id=workspace.id), board.on_event)
+        await board.reload()
+        if new in board.definitions:
+            board.create_dialog.definition.value = new
+            board.create_dialog.open()

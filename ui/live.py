@@ -1,0 +1,51 @@
+"""Live updates for dashboard pages: the event bus, scoped to one browser client.
+
+    live.subscribe(EventFilter(workspace_id=ws.id), on_event)
+
+The handler runs inside the client's context (so it can update elements) for every event that
+matches, in seq order, including pushed-only `llm_token` events. The subscription ends when the
+client is deleted (tab closed or navigated away), so nothing keeps stale clients alive. A handler
+that raises is logged and the stream goes on. A `resume` event means the client fell behind and
+was re-synced from the log: pages that keep derived state may reload what they show.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+from nicegui import background_tasks, context
+
+from core.events import EventFilter, EventOut
+from core.services import get_services
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[EventOut], Awaitable[None] | None]
+
+
+def subscribe(flt: EventFilter, handler: Handler, since: int | None = None) -> None:
+    """Deliver matching events to `handler` in the current client's context until it goes."""
+    client = context.client
+    subscription = get_services().bus.subscribe(flt, since)
+
+    async def pump() -> None:
+        async for event in subscription:
+            if client.is_deleted:  # the page is gone; stop quietly
+                break
+            try:
+                with client:
+                    result = handler(event)
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception:
+                log.exception("live handler failed for %s", event.type)
+
+    task = background_tasks.create(pump(), name=f"live-{flt}")
+
+    def stop() -> None:
+        subscription.close()
+        task.cancel()
+
+    client.on_delete(stop)

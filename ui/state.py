@@ -1,0 +1,66 @@
+"""Per-user dashboard state: which workspace the person is looking at (SPEC §11).
+
+The choice lives in `app.storage.user` (server-side, keyed by the signed session cookie), so it
+follows the person across tabs and reloads. Pages call `current_workspace()` and scope every
+service call with its id.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from nicegui import app
+from nicegui.storage import Storage
+
+from core.errors import Conflict, NotFound
+from core.schemas import WorkspaceCreate, WorkspacePublic
+from core.services import get_services
+
+WORKSPACE_KEY = "workspace_id"
+DEFAULT_SLUG = "default"
+
+
+def current_workspace() -> WorkspacePublic:
+    """The workspace chosen by this user; else the first one; else a new `default` workspace.
+
+    A stored id that no longer exists (the workspace was deleted) falls back the same way.
+    Must be called in a UI context (page builder or event handler), not in a worker thread.
+    """
+    workspaces = get_services().workspaces
+    stored = app.storage.user.get(WORKSPACE_KEY)
+    if stored:
+        try:
+            return workspaces.get(uuid.UUID(str(stored)))
+        except (NotFound, ValueError):
+            pass
+    listed = workspaces.list()
+    workspace = listed[0] if listed else _ensure_default()
+    set_current_workspace(workspace.id)
+    return workspace
+
+
+def keep_storage_in(directory: Path) -> None:
+    """Keep `app.storage.user` files in AgentDeck's data dir, not NiceGUI's default `./.nicegui`
+    of whatever directory the app was started from. Call before `ui.run`.
+
+    NICEGUI_STORAGE_PATH (or Redis) still wins, and the `user` test fixture's own temp dir is kept.
+    """
+    if os.environ.get("NICEGUI_STORAGE_PATH") or os.environ.get("NICEGUI_USER_SIMULATION"):
+        return
+    Storage.path = directory.resolve()
+    app.storage = Storage()  # its persistent dicts take the path when they are created
+
+
+def set_current_workspace(workspace_id: uuid.UUID | str) -> None:
+    app.storage.user[WORKSPACE_KEY] = str(workspace_id)
+
+
+def _ensure_default() -> WorkspacePublic:
+    """A new user on an empty database lands in a `default` workspace instead of nowhere."""
+    workspaces = get_services().workspaces
+    try:
+        return workspaces.create(WorkspaceCreate(slug=DEFAULT_SLUG, name="Default"))
+    except Conflict:  # another tab or user created it a moment ago
+        return workspaces.get_by_slug(DEFAULT_SLUG)

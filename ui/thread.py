@@ -1,0 +1,348 @@
+"""An agent's message thread: the latest page, older pages on demand, live arrivals, a composer.
+
+    thread = MessageThread(agent, scope)
+    await thread.load_latest()
+    live events: thread.handle(event)
+
+- Only pages are ever read (keyset `before` cursors), never the whole thread: a thread of
+  100,000 messages opens as fast as an empty one. At most MAX_RENDERED messages stay rendered;
+  loading older pages past that drops the newest ones, and "jump to latest" brings them back.
+- The scroller is a `flex-col-reverse` box: the browser keeps it anchored at the bottom, so an
+  arriving message stays in view when the reader is at the bottom, and a page prepended at the
+  top does not move what the reader is looking at. Reaching the top loads the previous page; a
+  "Load older" button at the top does the same for mice, keyboards and short threads.
+- Agent output is untrusted: message content always goes through `widgets.safe_markdown`; the
+  header is our own escaped markup.
+- `llm_token` events grow a "typing" bubble that the stored reply replaces; `agent_activity`
+  events show what the agent is doing under the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from nicegui import run, ui
+
+from core.errors import DomainError
+from core.events import EventOut
+from core.messages import MessagePublic, thread_cursor
+from core.runtime_labels import DEMO_MODEL_LABEL
+from core.schemas import AgentPublic
+from core.services import get_services
+from ui.format import esc, full_time, markup, when
+from ui.widgets import safe_markdown
+
+PAGE_SIZE = 30
+MAX_RENDERED = 300
+# Pixels from the top of the scroller at which the previous page is fetched.
+TOP_THRESHOLD = 160
+TYPING_FLUSH_SECONDS = 0.15
+MAX_TYPING_CHARS = 20_000
+
+ACTIVITY_TEXT = {
+    "thinking": "thinking…",
+    "calling_llm": "calling the LLM…",
+    "acting": "working on {action}…",
+}
+
+_SCROLL_JS = f"""(e) => {{
+    const el = e.target;
+    if (el.scrollHeight - el.clientHeight + el.scrollTop < {TOP_THRESHOLD}) emit();
+}}"""
+
+_BUBBLE = "max-w-[85%] rounded-2xl px-4 py-2 shadow-sm flex flex-col gap-1"
+_MINE = f"{_BUBBLE} self-end bg-indigo-50 dark:bg-indigo-500/20"
+_THEIRS = f"{_BUBBLE} self-start bg-[#fff] dark:bg-slate-800 border border-slate-200 dark:border-slate-700"
+_SYSTEM = f"{_BUBBLE} self-center bg-slate-100 dark:bg-slate-700/60 text-sm"
+
+
+def header_markup(m: MessagePublic) -> str:
+    """Sender, role, time, tokens/cost and the demo-model label, every value escaped."""
+    parts = [f'<b class="text-sm">{esc(m.sender)}</b>', f'<span class="text-xs text-slate-500">{esc(m.role)}</span>']
+    if m.cause_by:
+        parts.append(f'<span class="text-xs text-slate-400">{esc(m.cause_by)}</span>')
+    parts.append(
+        f'<span class="text-xs text-slate-400" title="{esc(full_time(m.created_at))}">{esc(when(m.created_at))}</span>'
+    )
+    if m.prompt_tokens or m.completion_tokens:
+        tokens = f"{m.prompt_tokens}+{m.completion_tokens} tokens"
+        parts.append(f'<span class="text-xs text-slate-400" title="prompt + completion">{esc(tokens)}</span>')
+    if m.cost:
+        parts.append(f'<span class="text-xs text-slate-400">${m.cost:.4f}</span>')
+    if m.metadata.get("demo_model"):
+        parts.append(
+            '<span class="text-xs rounded px-1.5 bg-amber-200 text-amber-900" '
+            'title="The offline demo model: canned, deterministic answers, no network, no cost.">'
+            f"{esc(DEMO_MODEL_LABEL)}</span>"
+        )
+    return f'<div class="flex flex-wrap items-baseline gap-x-2">{"".join(parts)}</div>'
+
+
+class MessageThread:
+    """The thread of one agent for one browser client. Call `build()` inside a container."""
+
+    def __init__(self, agent: AgentPublic, scope: uuid.UUID) -> None:
+        self.agent = agent
+        self.scope = scope
+        self.rendered: deque[tuple[int, ui.element]] = deque()
+        self.has_older = False
+        self.at_latest = True  # the newest message of the thread is rendered
+        self.missed = 0  # live arrivals not shown because older pages are on screen
+        self.loading = False
+        self.typing_text = ""
+        self.typing_sender = ""
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self.on_activate: Callable[[], Awaitable[None]] | None = None
+
+    # -- layout ----------------------------------------------------------------------------
+    def build(self) -> None:
+        with ui.column().classes("w-full gap-2"):
+            self.scroller = (
+                ui.element("div")
+                .classes(
+                    "w-full h-[60vh] min-h-72 overflow-y-auto flex flex-col-reverse rounded-xl "
+                    "bg-slate-100/70 dark:bg-slate-900/40 border border-slate-200 dark:border-slate-700"
+                )
+                .mark("thread-scroller")
+                .on("scroll", self.load_older, js_handler=_SCROLL_JS, throttle=0.4)
+            )
+            with self.scroller, ui.column().classes("w-full gap-3 p-4"):
+                with ui.row().classes("w-full justify-center"):
+                    self.older_button = (
+                        ui.button("Load older messages", icon="expand_less", on_click=self.load_older)
+                        .props("flat dense no-caps")
+                        .mark("thread-load-older")
+                    )
+                    self.beginning = ui.label("Beginning of the conversation").classes("text-xs text-slate-400")
+                self.empty = ui.label("No messages yet. Say hello below.").classes(
+                    "self-center text-sm text-slate-500 py-8"
+                )
+                self.messages = ui.column().classes("w-full gap-3").mark("thread-messages")
+                with ui.element("div").classes(_THEIRS + " opacity-80").mark("thread-typing") as self.typing:
+                    self.typing_header = ui.label().classes("text-sm font-semibold")
+                    self.typing_body = ui.label().classes("whitespace-pre-wrap break-words")
+                self.typing.set_visibility(False)
+            with ui.row().classes("w-full items-center gap-2 min-h-6"):
+                self.activity = ui.label().classes("text-xs text-slate-500 italic").mark("thread-activity")
+                ui.space()
+                self.latest_button = (
+                    ui.button("Jump to latest", icon="south", on_click=self.jump_to_latest)
+                    .props("dense rounded unelevated no-caps color=primary size=sm")
+                    .mark("thread-jump-latest")
+                )
+                self.latest_button.set_visibility(False)
+            self._build_composer()
+        self._update_chrome()
+
+    def _build_composer(self) -> None:
+        with ui.row().classes("w-full items-center gap-2 no-wrap").mark("thread-idle-hint") as self.idle_hint:
+            ui.icon("info", size="xs").classes("text-amber-600")
+            self.idle_text = ui.label().classes("text-sm text-amber-700 dark:text-amber-300")
+            self.activate_button = (
+                ui.button("Activate", on_click=self._activate)
+                .props("flat dense no-caps color=primary")
+                .mark("thread-activate")
+            )
+        with ui.row().classes("w-full items-end gap-2 no-wrap"):
+            self.composer = (
+                ui.textarea(placeholder=f"Message {self.agent.name}…  (Enter sends, Shift+Enter adds a line)")
+                .props("outlined autogrow dense")
+                .classes("grow")
+                .mark("composer")
+                .on("keydown.enter.exact.prevent", self.send)
+            )
+            self.send_button = (
+                ui.button(icon="send", on_click=self.send).props("round unelevated color=primary").mark("composer-send")
+            )
+            self.send_button.tooltip("Send (Enter)")
+        self.send_error = ui.label().classes("text-sm text-negative").mark("composer-error")
+        self.send_error.set_visibility(False)
+        self.set_status(self.agent.status, self.agent.allowed_transitions)
+
+    # -- loading ---------------------------------------------------------------------------
+    async def load_latest(self) -> None:
+        page = await run.io_bound(get_services().messages.list, self.agent.id, scope=self.scope, limit=PAGE_SIZE)
+        self.messages.clear()
+        self.rendered.clear()
+        for message in reversed(page.items):
+            self._append(message)
+        self.has_older = page.next_cursor is not None
+        self.at_latest = True
+        self.missed = 0
+        self._update_chrome()
+
+    async def load_older(self) -> None:
+        if self.loading or not self.has_older or not self.rendered:
+            return
+        self.loading = True
+        try:
+            page = await run.io_bound(
+                get_services().messages.list,
+                self.agent.id,
+                scope=self.scope,
+                limit=PAGE_SIZE,
+                before=thread_cursor(self.rendered[0][0]),
+            )
+        finally:
+            self.loading = False
+        anchor = self.rendered[0][1]
+        prepended: list[tuple[int, ui.element]] = []
+        with self.messages:
+            for index, message in enumerate(reversed(page.items)):  # oldest first
+                element = self._render(message)
+                element.move(self.messages, target_index=index)
+                prepended.append((message.seq, element))
+        self.rendered.extendleft(reversed(prepended))
+        self.has_older = page.next_cursor is not None
+        dropped = False
+        while len(self.rendered) > MAX_RENDERED:
+            _, element = self.rendered.pop()
+            self.messages.remove(element)
+            dropped = True
+        if dropped:
+            self.at_latest = False
+            # Keep the message that was at the top where it was (the bottom of the box moved).
+            ui.run_javascript(
+                f"requestAnimationFrame(() => {{ const s = getHtmlElement({self.scroller.id}), "
+                f"a = getHtmlElement({anchor.id}); if (s && a) s.scrollTop += "
+                "a.getBoundingClientRect().top - s.getBoundingClientRect().top - 48; });"
+            )
+        self._update_chrome()
+
+    async def jump_to_latest(self) -> None:
+        await self.load_latest()
+        self.scroll_to_bottom()
+
+    def scroll_to_bottom(self) -> None:
+        # In a column-reverse box, 0 is the bottom.
+        ui.run_javascript(f"const s = getHtmlElement({self.scroller.id}); if (s) s.scrollTop = 0;")
+
+    # -- rendering -------------------------------------------------------------------------
+    def _render(self, message: MessagePublic) -> ui.element:
+        style = _MINE if message.role == "user" else _SYSTEM if message.role == "system" else _THEIRS
+        with ui.element("div").classes(style).props(f"data-seq={message.seq}").mark("message") as element:
+            markup(header_markup(message))
+            safe_markdown(message.content).classes("break-words min-w-0 text-[15px]").mark("message-content")
+        return element
+
+    def _append(self, message: MessagePublic) -> None:
+        with self.messages:
+            self.rendered.append((message.seq, self._render(message)))
+        while len(self.rendered) > MAX_RENDERED:
+            _, element = self.rendered.popleft()
+            self.messages.remove(element)
+            self.has_older = True
+
+    def _update_chrome(self) -> None:
+        self.older_button.set_visibility(self.has_older)
+        self.beginning.set_visibility(not self.has_older and bool(self.rendered))
+        self.empty.set_visibility(not self.rendered)
+        self.latest_button.set_visibility(not self.at_latest)
+        self.latest_button.text = f"{self.missed} new — jump to latest" if self.missed else "Jump to latest"
+
+    @property
+    def last_seq(self) -> int:
+        return self.rendered[-1][0] if self.rendered else 0
+
+    # -- live ------------------------------------------------------------------------------
+    async def handle(self, event: EventOut) -> None:
+        if event.type == "agent_message":
+            self.add_message(MessagePublic.model_validate(event.data["message"]))
+        elif event.type == "llm_token":
+            self._on_token(str(event.data.get("agent_name") or self.agent.name), str(event.data.get("text") or ""))
+        elif event.type == "agent_activity":
+            self._on_activity(event.data)
+        elif event.type == "resume":
+            await self.load_latest()
+
+    def add_message(self, message: MessagePublic) -> None:
+        """A message from an event or our own send; duplicates and old ones are ignored."""
+        if message.seq <= self.last_seq:
+            return
+        if message.role != "user":
+            self._stop_typing()
+            self.activity.text = ""
+        if not self.at_latest:
+            self.missed += 1
+        else:
+            self._append(message)
+        self._update_chrome()
+
+    def _on_token(self, sender: str, text: str) -> None:
+        if not self.at_latest or not text:
+            return
+        if sender != self.typing_sender:
+            self.typing_sender, self.typing_text = sender, ""
+            self.typing_header.text = f"{sender} is typing…"
+        self.typing_text = (self.typing_text + text)[-MAX_TYPING_CHARS:]
+        self.typing.set_visibility(True)
+        # One update per TYPING_FLUSH_SECONDS, not one per token (no ui.timer: a timer makes the
+        # page wait for the browser's connection before it is served).
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(TYPING_FLUSH_SECONDS, self._flush_typing)
+
+    def _flush_typing(self) -> None:
+        self._flush_handle = None
+        if not self.typing_body.is_deleted:
+            self.typing_body.text = self.typing_text
+
+    def _stop_typing(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self.typing_text, self.typing_sender = "", ""
+        self.typing_body.text = ""
+        self.typing.set_visibility(False)
+
+    def _on_activity(self, data: dict[str, object]) -> None:
+        activity = str(data.get("activity") or "")
+        template = ACTIVITY_TEXT.get(activity, activity.replace("_", " ") + "…")
+        name = str(data.get("agent_name") or self.agent.name)
+        self.activity.text = f"{name} is " + template.format(action=data.get("action") or "its task")
+
+    def set_status(self, status: str, allowed: list[str]) -> None:
+        """The agent's status changed: the idle hint, and the activity line once it settles."""
+        self.agent = self.agent.model_copy(update={"status": status, "allowed_transitions": allowed})
+        if status != "busy":
+            self.activity.text = ""
+            if status != "active":
+                self._stop_typing()
+        answering = status in {"active", "busy"}
+        self.idle_hint.set_visibility(not answering)
+        self.idle_text.text = (
+            f"The agent is {status} — activate it to get answers; your message will be kept in the thread."
+        )
+        self.activate_button.set_visibility("active" in allowed and self.on_activate is not None)
+
+    async def _activate(self) -> None:
+        if self.on_activate is not None:
+            await self.on_activate()
+
+    # -- sending ---------------------------------------------------------------------------
+    async def send(self) -> None:
+        text = self.composer.value or ""
+        if not text.strip() or not self.composer.enabled:
+            return
+        self.composer.disable()
+        self.send_button.disable()
+        self.send_error.set_visibility(False)
+        try:
+            message = await run.io_bound(
+                get_services().runtime.send_message, self.agent.id, text, actor="user", scope=self.scope
+            )
+        except DomainError as exc:
+            self.send_error.text = f"Not sent: {exc}"
+            self.send_error.set_visibility(True)
+            return  # the text stays in the composer
+        finally:
+            self.composer.enable()
+            self.send_button.enable()
+        self.composer.value = ""
+        if not self.at_latest:
+            await self.load_latest()
+        else:
+            self.add_message(message)
+        self.scroll_to_bottom()
