@@ -20,10 +20,10 @@ Frames, server → client, one JSON object per text frame:
   backlog was dropped. It is forwarded, not hidden: the stored events after N follow at once
   (nothing stored is lost), but `llm_token` chunks pushed meanwhile are gone, so a client that
   assembles streamed text should re-read the finished message instead.
-- `{"type": "ping"}` every PING_SECONDS.
+- `{"type": "ping"}` every `ws_ping_seconds` (20).
 
 Client → server: any frame (`{"type": "pong"}` is the polite one) counts as a sign of life; its
-content is ignored. A client silent for IDLE_SECONDS is closed with code 4408.
+content is ignored. A client silent for `ws_idle_seconds` (60) is closed with code 4408.
 
 Close codes after the handshake (4000 + the HTTP status, as in api/errors.py): 4408 idle,
 4401 the token was revoked (checked at every ping), 1011 the server could not read the log.
@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import uuid
 from typing import Annotated
 
@@ -49,15 +48,6 @@ from core.services import Services
 log = logging.getLogger(__name__)
 
 
-def _seconds_from_env(name: str, default: float) -> float:
-    # TODO(settings): belongs in core/config.Settings (ws_ping_seconds / ws_idle_seconds).
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
-# Module constants so tests can shrink them (in-process by patching, or per app process by env).
-PING_SECONDS = _seconds_from_env("AGENTDECK_WS_PING_SECONDS", 20.0)
-IDLE_SECONDS = _seconds_from_env("AGENTDECK_WS_IDLE_SECONDS", 60.0)
 # Events buffered per client before it counts as fallen behind (see the `resume` frame).
 QUEUE_SIZE = DEFAULT_QUEUE_SIZE
 CLOSE_TIMEOUT = 5.0
@@ -153,6 +143,9 @@ class _Connection:
     def __init__(self, websocket: WebSocket, services: Services, principal: Principal) -> None:
         self.websocket = websocket
         self.services = services
+        # Settings (AGENTDECK_WS_self.ping_seconds / AGENTDECK_WS_self.idle_seconds) so tests can shrink them.
+        self.ping_seconds = float(services.settings.ws_ping_seconds)
+        self.idle_seconds = float(services.settings.ws_idle_seconds)
         self.principal = principal
         self.loop = asyncio.get_running_loop()
         self.last_heard = self.loop.time()
@@ -186,7 +179,7 @@ class _Connection:
         """False when the client is gone, or has not taken a frame for as long as it may be silent."""
         async with self.send_lock:
             try:
-                await asyncio.wait_for(self.websocket.send_text(text), IDLE_SECONDS)
+                await asyncio.wait_for(self.websocket.send_text(text), self.idle_seconds)
             except (TimeoutError, OSError, RuntimeError, WebSocketDisconnect):
                 return False
         return True
@@ -216,18 +209,18 @@ class _Connection:
             self.last_heard = self.loop.time()
 
     async def _keep_alive(self) -> tuple[int, str] | None:
-        next_ping = self.loop.time() + PING_SECONDS
+        next_ping = self.loop.time() + self.ping_seconds
         while True:
-            await asyncio.sleep(max(0.0, min(next_ping, self.last_heard + IDLE_SECONDS) - self.loop.time()))
+            await asyncio.sleep(max(0.0, min(next_ping, self.last_heard + self.idle_seconds) - self.loop.time()))
             now = self.loop.time()
-            if now - self.last_heard >= IDLE_SECONDS:
-                return CLOSE_IDLE, f"no frame from the client for {IDLE_SECONDS:g} s"
+            if now - self.last_heard >= self.idle_seconds:
+                return CLOSE_IDLE, f"no frame from the client for {self.idle_seconds:g} s"
             if now >= next_ping:
                 if not await self._token_is_live():
                     return CLOSE_REVOKED, "the token has been revoked"
                 if not await self._send(PING_FRAME):
                     return None
-                next_ping = now + PING_SECONDS
+                next_ping = now + self.ping_seconds
 
     async def _token_is_live(self) -> bool:
         try:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     sandbox_timeout: int = 120
     # Import MetaGPT in the background at startup so the first run starts at once.
     preload_runtime: bool = True
+    # WebSocket keep-alive: a ping every N seconds; a client silent this long is closed.
+    ws_ping_seconds: float = 20.0
+    ws_idle_seconds: float = 60.0
     # Secret for signing dashboard session cookies; generated into the data dir when unset.
     storage_secret: str | None = None
     # Key that encrypts LLM API keys at rest; read from <data_dir>/secret.key when unset.

@@ -459,8 +459,8 @@ async def test_a_client_that_answers_is_kept_however_long_it_stays(brisk: Deck) 
 @pytest.fixture
 def local(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Services]]:
     """The WebSocket routes in a bare FastAPI app on `services`; its bus runs on the app's loop."""
-    monkeypatch.setattr(api.ws, "PING_SECONDS", 0.2)
-    monkeypatch.setattr(api.ws, "IDLE_SECONDS", 2.0)
+    services.settings.ws_ping_seconds = 0.2
+    services.settings.ws_idle_seconds = 2.0
 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await services.start()
