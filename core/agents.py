@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from jsonschema import Draft202012Validator
 from sqlmodel import Session, col, select
 
-from core.context import check_storable_json, check_text, create_initial_context
+from core.context import create_initial_context
 from core.db import Database
 from core.errors import Conflict, InvalidInput, NotFound, StaleVersion, TooLarge
 from core.events import EventType, append_event
@@ -38,6 +38,7 @@ from core.schemas import (
     StatusChangePublic,
 )
 from core.status import AgentStatus, allowed_targets, check_transition, parse_status
+from core.validation import check_storable_json, check_text
 from storage.models import AgentDefinition, AgentInstance, AgentStatusChange, Project, Workspace
 from storage.types import utcnow
 

@@ -29,12 +29,13 @@ from core.errors import InvalidInput, NotFound, StaleVersion, TooLarge
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import Page, Public
+from core.validation import MAX_INT, NoNul, check_storable_json, check_text
 from storage.models import AgentContext, AgentContextVersion, AgentInstance
 from storage.types import utcnow
 
 MAX_CONTEXT_BYTES = 1024 * 1024
 
-Reason = Annotated[str, StringConstraints(max_length=2000)]
+Reason = Annotated[str, StringConstraints(max_length=2000), NoNul]
 
 
 class ContextPublic(BaseModel):
@@ -60,7 +61,7 @@ class ContextUpdate(BaseModel):
 
 
 class ContextRollback(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
     reason: Reason = ""
     expected_version: int | None = Field(default=None, ge=1)
 
@@ -86,36 +87,6 @@ class ContextDiff(BaseModel):
 
 
 UpdateKind = Literal["created", "replace", "patch", "rollback"]
-
-
-def check_storable_json(value: Any, what: str) -> str:
-    """`value` as JSON text, or InvalidInput if a database could not store it as it is.
-
-    NUL is refused on every database because PostgreSQL's jsonb and text cannot hold it
-    (SQLite could): the same input must not be a 422 on one database and a 500 on the other.
-    """
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidInput(f"{what} must not contain NUL characters")
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
-    return text
-
-
-def check_text(value: str, what: str) -> str:
-    if "\x00" in value:
-        raise InvalidInput(f"{what} must not contain NUL characters")
-    return value
 
 
 def _check_object(data: Any) -> dict[str, Any]:
@@ -187,7 +158,7 @@ class ContextService:
             stmt = select(AgentContextVersion).where(AgentContextVersion.context_id == context.id)
             if cursor:
                 (before,) = decode_cursor(cursor, 1)
-                if not isinstance(before, int):
+                if isinstance(before, bool) or not isinstance(before, int) or not 0 <= before <= MAX_INT:
                     raise InvalidInput("malformed cursor")
                 stmt = stmt.where(AgentContextVersion.version < before)
             stmt = stmt.order_by(col(AgentContextVersion.version).desc()).limit(limit + 1)

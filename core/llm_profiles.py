@@ -32,6 +32,7 @@ from core.db import Database
 from core.errors import Conflict, InvalidInput, NotFound
 from core.schemas import Name, Public
 from core.secrets import MASKED, SecretBox, SecretKeyChanged, mask
+from core.validation import NoNul
 from storage.models import LlmProfile, Workspace
 from storage.types import utcnow
 
@@ -64,8 +65,8 @@ LLM_API_TYPES: tuple[str, ...] = (
 MAX_API_KEY_CHARS = 4096
 MAX_PROFILES_LISTED = 1000
 
-ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-BaseUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+BaseUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), NoNul]
 
 _API_TYPE_DOC = "a MetaGPT api_type; any OpenAI-compatible server (Ollama, vLLM, LM Studio) is `openai` + base_url"
 # SecretStr: the key shows as '**********' in reprs, logs and dumps. Its length is checked by

@@ -35,6 +35,7 @@ from core.errors import InvalidInput, NotFound, TooLarge
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import Page
+from core.validation import MAX_INT, check_storable_json
 from storage.models import AgentInstance, AgentMessage, Run, Workspace
 from storage.types import utcnow
 
@@ -318,14 +319,9 @@ def _short_text(name: str, value: Any, max_chars: int, *, required: bool) -> str
 def _check_metadata(metadata: Any) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise InvalidInput(f"metadata must be a JSON object, not {type(metadata).__name__}")
-    try:
-        encoded = json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"metadata is not valid JSON: {exc}") from exc
+    encoded = check_storable_json(metadata, "metadata")
     if len(encoded.encode()) > MAX_METADATA_BYTES:
         raise TooLarge(f"metadata is larger than {MAX_METADATA_BYTES} bytes", limit=MAX_METADATA_BYTES)
-    if "\\u0000" in encoded:  # PostgreSQL's jsonb refuses NUL
-        raise InvalidInput("metadata must not contain NUL characters")
     # The JSON round trip is what is stored: return it, so the reply equals a later read.
     result: dict[str, Any] = json.loads(encoded)
     return result
@@ -354,7 +350,7 @@ def _cost(value: Any) -> float:
 # -- reading helpers -------------------------------------------------------------------------
 def _seq_cursor(cursor: str) -> int:
     (seq,) = decode_cursor(cursor, 1)
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT:
         raise InvalidInput("malformed cursor", cursor=cursor)
     return seq
 

@@ -26,6 +26,7 @@ from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import Page, Public
 from core.status import AgentStatus
+from core.validation import NoNul
 from storage.models import AgentDefinition, AgentInstance, AgentStatusChange, Run, RunMember
 from storage.types import utcnow
 
@@ -36,7 +37,7 @@ MAX_MEMBERS = 12
 class RunCreate(BaseModel):
     workspace_id: uuid.UUID
     agent_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_MEMBERS)
-    idea: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+    idea: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), NoNul]
     n_rounds: int = Field(default=5, ge=1, le=100)
     investment: float = Field(default=3.0, gt=0, le=10_000)
     project_id: uuid.UUID | None = None

@@ -12,13 +12,16 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from core.validation import NoNul
+
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 Slug = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=SLUG_RE.pattern),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+Description = Annotated[str, StringConstraints(max_length=10_000), NoNul]
 
 
 class Public(BaseModel):
@@ -47,12 +50,12 @@ class WorkspacePublic(Public):
 class ProjectCreate(BaseModel):
     slug: Slug
     name: Name
-    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    description: Description = ""
 
 
 class ProjectUpdate(BaseModel):
     name: Name | None = None
-    description: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    description: Description | None = None
 
 
 class ProjectPublic(Public):
@@ -66,8 +69,8 @@ class ProjectPublic(Public):
 
 
 class RepositoryLinkCreate(BaseModel):
-    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-    default_branch: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "main"
+    url: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), NoNul]
+    default_branch: Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul] = "main"
 
 
 class RepositoryLinkPublic(Public):
@@ -139,7 +142,7 @@ class AgentPublic(Public):
 
 class StatusChangeRequest(BaseModel):
     status: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    reason: Annotated[str, StringConstraints(max_length=2000), NoNul] = ""
     expected_lock_version: int | None = None
 
 

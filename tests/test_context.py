@@ -476,13 +476,23 @@ def test_an_oversize_context_is_too_large_and_writes_nothing(services: Services)
     assert services.contexts.update(agent.id, ContextUpdate(data={"blob": fits})).version == 2
 
 
-def test_a_reason_with_nul_is_invalid_input(services: Services) -> None:
+def test_a_reason_with_nul_is_refused_by_the_request_model(services: Services) -> None:
+    make_agent(services, make_workspace(services))
+    before = total_rows(services)
+    with pytest.raises(ValidationError, match="NUL"):
+        ContextUpdate(data={}, reason="a\x00b")
+    with pytest.raises(ValidationError, match="NUL"):
+        ContextRollback(version=1, reason="a\x00b")
+    assert total_rows(services) == before
+
+
+def test_integers_beyond_64_bits_are_refused_and_nothing_is_written(services: Services) -> None:
     agent = make_agent(services, make_workspace(services))
     before = total_rows(services)
-    with pytest.raises(InvalidInput):
-        services.contexts.update(agent.id, ContextUpdate(data={}, reason="a\x00b"))
-    with pytest.raises(InvalidInput):
-        services.contexts.rollback(agent.id, ContextRollback(version=1, reason="a\x00b"))
+    with pytest.raises(InvalidInput, match="64-bit"):
+        services.contexts.update(agent.id, ContextUpdate(data={"n": 2**70}))
+    with pytest.raises(InvalidInput, match="64-bit"):
+        services.contexts.update(agent.id, ContextUpdate(patch={"nested": [1, -(2**64)]}))
     assert total_rows(services) == before
 
 

@@ -1,0 +1,61 @@
+"""Input checks every aggregate shares: what a database (and a JSON reply) can hold as given.
+
+The same input must be a clear 422 on SQLite and PostgreSQL alike, never stored on one and a 500
+on the other, and never stored in a form a later read cannot render.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+from core.errors import InvalidInput
+
+# JSON replies are rendered with orjson, which refuses integers outside 64 bits; jsonb too.
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+
+
+def check_storable_json(value: Any, what: str) -> str:
+    """`value` as JSON text, or InvalidInput if it could not be stored and read back as it is:
+    NaN/Infinity, NUL characters (PostgreSQL's jsonb and text cannot hold them), integers beyond
+    64 bits, or anything that is not JSON at all."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidInput(f"{what} must not contain NUL characters")
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if not MIN_INT <= item <= MAX_INT:
+                raise InvalidInput(f"{what} holds an integer outside the 64-bit range")
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return text
+
+
+def check_text(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise InvalidInput(f"{what} must not contain NUL characters")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# For pydantic request models: plain text that every database can store.
+NoNul = AfterValidator(_no_nul)
+SafeStr = Annotated[str, NoNul]
