@@ -36,6 +36,11 @@ def check_storable_json(value: Any, what: str) -> str:
         elif isinstance(item, int):
             if not MIN_INT <= item <= MAX_INT:
                 raise InvalidInput(f"{what} holds an integer outside the 64-bit range")
+        elif isinstance(item, float):
+            # PostgreSQL's jsonb keeps numbers as exact decimals and hands 1e300 back as a
+            # 301-digit integer, which no JSON reply can then carry.
+            if not MIN_INT <= item <= MAX_INT:
+                raise InvalidInput(f"{what} holds a number outside the 64-bit range")
         elif isinstance(item, dict):
             pending.extend(item.keys())
             pending.extend(item.values())

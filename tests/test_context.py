@@ -493,6 +493,9 @@ def test_integers_beyond_64_bits_are_refused_and_nothing_is_written(services: Se
         services.contexts.update(agent.id, ContextUpdate(data={"n": 2**70}))
     with pytest.raises(InvalidInput, match="64-bit"):
         services.contexts.update(agent.id, ContextUpdate(patch={"nested": [1, -(2**64)]}))
+    # jsonb would hand 1e300 back as a 301-digit integer.
+    with pytest.raises(InvalidInput, match="64-bit"):
+        services.contexts.update(agent.id, ContextUpdate(data={"big": 1e300}))
     assert total_rows(services) == before
 
 
