@@ -5,13 +5,16 @@ main.py builds it once; ui/ and api/ reach it through `get_services()`. Tests bu
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from core.agents import AgentService
+from core.analytics import AnalyticsService
 from core.config import Settings
 from core.context import ContextService
 from core.db import Database
-from core.events import EventBus
+from core.events import EventBus, purge_events_older_than
 from core.llm_profiles import LlmProfileService
 from core.messages import MessageService
 from core.runs import RunService
@@ -19,6 +22,10 @@ from core.runtime.manager import Runtime
 from core.secrets import SecretBox
 from core.tokens import TokenService
 from core.workspaces import WorkspaceService
+
+log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_SECONDS = 3600
 
 
 @dataclass
@@ -33,17 +40,41 @@ class Services:
     runs: RunService
     tokens: TokenService
     llm_profiles: LlmProfileService
+    analytics: AnalyticsService
     runtime: Runtime = field(init=False)
 
     def __post_init__(self) -> None:
         self.runtime = Runtime(self)
 
+    _retention_task: asyncio.Task[None] | None = field(init=False, default=None)
+
     async def start(self) -> None:
         await self.bus.start()
+        if self.settings.event_retention_days > 0:
+            self._retention_task = asyncio.create_task(self._apply_retention(), name="agentdeck-event-retention")
 
     async def stop(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            await asyncio.gather(self._retention_task, return_exceptions=True)
+            self._retention_task = None
         self.runtime.shutdown()
         await self.bus.stop()
+
+    async def _apply_retention(self) -> None:
+        """Delete persisted events past the retention period: now, then every hour."""
+        while True:
+            try:
+                deleted = await asyncio.to_thread(purge_events_older_than, self.db, self.settings.event_retention_days)
+                if deleted:
+                    log.info(
+                        "event retention: deleted %d events older than %d days",
+                        deleted,
+                        self.settings.event_retention_days,
+                    )
+            except Exception:
+                log.exception("event retention failed; retrying in an hour")
+            await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
 
 def build_services(settings: Settings, db: Database | None = None) -> Services:
@@ -59,6 +90,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         runs=RunService(db),
         tokens=TokenService(db),
         llm_profiles=LlmProfileService(db, SecretBox(settings)),
+        analytics=AnalyticsService(db),
     )
 
 
