@@ -40,9 +40,14 @@ def run_status_badge(status: str) -> ui.badge:
     return ui.badge(status, color=RUN_STATUS_COLORS.get(status, "grey")).props(f"data-status={status}")
 
 
+# Images are dropped too: agent output could otherwise make the browser fetch a remote URL
+# (a way to leak what the page shows), and a broken image helps nobody.
+SAFE_TAGS = nh3.ALLOWED_TAGS - {"img"}
+
+
 def sanitize_html(html: str) -> str:
-    """Agent and LLM output is untrusted: keep formatting tags, drop scripts, handlers, iframes."""
-    return nh3.clean(html, link_rel="noopener noreferrer nofollow")
+    """Agent and LLM output is untrusted: keep formatting tags, drop scripts, handlers, images."""
+    return nh3.clean(html, tags=SAFE_TAGS, link_rel="noopener noreferrer nofollow")
 
 
 def safe_markdown(text: str) -> ui.markdown:
