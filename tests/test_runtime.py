@@ -314,12 +314,14 @@ def test_demo_model_sop_team_completes_a_run_end_to_end(rt: Services) -> None:
     ws = _workspace(rt, None, code_execution=False)
     agents = [
         _agent(rt, ws, slug, name)
+        # Not MetaGPT's default names: its roles address each other by those, and the run must
+        # work whatever the agents are called.
         for slug, name in [
-            ("product-manager", "Alice"),
-            ("architect", "Bob"),
-            ("project-manager", "Eve"),
-            ("engineer", "Alex"),
-            ("qa-engineer", "Edward"),
+            ("product-manager", "Priya (PM)"),
+            ("architect", "Arjun (Architect)"),
+            ("project-manager", "Petra (Project Manager)"),
+            ("engineer", "Emil (Engineer)"),
+            ("qa-engineer", "Quinn (QA)"),
         ]
     ]
     run_id = _start(rt, ws, agents, n_rounds=12)
@@ -332,8 +334,10 @@ def test_demo_model_sop_team_completes_a_run_end_to_end(rt: Services) -> None:
     for expected in ("UserRequirement", "WritePRD", "WriteDesign", "WriteTasks", "WriteCode", "WriteTest"):
         assert expected in causes, causes
     # Code execution is off: the QA engineer wrote tests but said it did not run them.
-    notes = [m.content for m in rt.messages.list_run(run_id, limit=500).items if m.cause_by == "RunCode"]
+    transcript = rt.messages.list_run(run_id, limit=500).items
+    notes = [m.content for m in transcript if m.cause_by == "RunCode"]
     assert notes and all("Code execution is turned off" in n for n in notes)
+    assert {m.sender for m in transcript if m.cause_by == "WriteTest"} == {"Quinn (QA)"}
     assert not (rt.runtime.run_dir(run_id) / "venv").exists()
     files = rt.runtime.run_files(run_id)
     assert any(f.endswith(".py") for f in files)
@@ -345,3 +349,17 @@ def test_runtime_files_stay_under_the_data_dir(rt: Services, tmp_path: Path) -> 
     assert Path(METAGPT_ROOT).exists()
     assert not (Path.cwd() / "workspace").exists()
     assert not (Path.cwd() / "logs").exists()
+
+
+def test_two_assistants_in_one_run_both_answer_the_idea(rt: Services, server: LlmServer) -> None:
+    ws = _workspace(rt, server)
+    server.responder = lambda body: "An answer from the loopback model."
+    first = _agent(rt, ws, "assistant", "Ada")
+    second = _agent(rt, ws, "assistant", "Grace")
+
+    run_id = _start(rt, ws, [first, second], n_rounds=3)
+    assert rt.runtime.wait_for_run(run_id, WAIT)
+
+    assert rt.runs.get(run_id).status == "completed"
+    answers = [m for m in rt.messages.list_run(run_id).items if m.cause_by == "Respond"]
+    assert sorted(m.sender for m in answers) == ["Ada", "Grace"]

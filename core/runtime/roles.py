@@ -173,13 +173,18 @@ def build_team_role(binding: AgentBinding, context: Context, llm: BaseLLM) -> Ro
     kwargs: dict[str, Any] = {
         "context": context,
         "llm": llm,
-        "name": binding.name,
         "constraints": "\n".join(part for part in (default_constraints, extra, context_prompt(binding)) if part),
     }
+    # SOP roles keep MetaGPT's own names: its actions address each other by them (the Engineer
+    # sends its code to "Edward", the QA engineer). AgentDeck's name is kept in the binding and
+    # is what the thread shows. Assistants are named after the agent, and their profile too,
+    # since an Environment keys its roles by profile.
     if binding.role_kind == "assistant":
         system_prompt = str(binding.config.get("system_prompt") or "")
         kwargs["actions"] = [Respond(system_prompt=system_prompt)]
         kwargs["watch"] = [UserRequirement]
+        kwargs["name"] = binding.name
+        kwargs["profile"] = binding.name
     role = observed_role_class(base)(**kwargs)
     role.agentdeck = binding
     return role
