@@ -57,7 +57,7 @@ def safe_markdown(text: str) -> ui.markdown:
 
 def demo_model_chip() -> ui.chip:
     return (
-        ui.chip(DEMO_MODEL_LABEL, icon="science", color="amber-3")
+        ui.chip(DEMO_MODEL_LABEL, icon="science", color="amber-3", text_color="grey-10")
         .props("dense square")
         .tooltip("The offline demo model: canned, deterministic answers, no network, no cost.")
     )
