@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 
-from api import agents, context, events, health, llm_profiles, messages, runs, workspaces, ws
+from api import agents, analytics, context, events, health, llm_profiles, messages, runs, workspaces, ws
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit, RateLimit, parse_rate_limit
 from core.config import Settings
@@ -32,6 +32,7 @@ ROUTERS: list[APIRouter] = [
     runs.router,
     events.router,
     llm_profiles.router,
+    analytics.router,
 ]
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -144,8 +144,9 @@ class AgentStatusChange(SQLModel, table=True):
     __table_args__ = (
         # Status history of one agent, newest first.
         sa.Index("ix_agent_status_changes_agent_at", "agent_id", "at", "id"),
-        # Analytics: time in status / error rate per workspace over a range.
-        sa.Index("ix_agent_status_changes_workspace_at", "workspace_id", "at"),
+        # Analytics (core/analytics.py): time in status and errors per workspace over a range,
+        # covering, so a range of status changes is read from the index alone (migration 007).
+        sa.Index("ix_agent_status_changes_analytics", "workspace_id", "at", "agent_id", "to_status"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -242,8 +243,17 @@ class AgentMessage(SQLModel, table=True):
         sa.UniqueConstraint("agent_id", "seq"),
         # A run's transcript in order.
         sa.Index("ix_agent_messages_run_created", "run_id", "created_at", "id"),
-        # Analytics: messages over time per workspace.
-        sa.Index("ix_agent_messages_workspace_created", "workspace_id", "created_at"),
+        # Analytics (core/analytics.py): messages, tokens and cost per workspace over a range,
+        # covering, so a million messages are an index-only scan (migration 007).
+        sa.Index(
+            "ix_agent_messages_analytics",
+            "workspace_id",
+            "created_at",
+            "agent_id",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from core.runtime.bootstrap import PLACEHOLDER_CONFIG
 from core.registry import sync_definitions
+from core.runtime.bootstrap import PLACEHOLDER_CONFIG
 from core.services import Services, build_services
 from tests.db import USE_POSTGRES, drop_pg_database, fresh_copy, migrated_template
 

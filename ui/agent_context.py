@@ -164,13 +164,18 @@ class ContextPanel:
                 .mark("context-mode")
             )
         self.mode_hint = ui.label().classes("text-xs text-slate-500")
-        self.newer_banner = ui.row().classes(
-            "w-full items-center gap-2 rounded-lg px-3 py-2 bg-sky-50 text-sky-900 dark:bg-sky-500/15 dark:text-sky-100"
+        self.newer_banner = ui.column().classes(
+            "w-full gap-1 rounded-lg px-3 py-2 bg-sky-50 text-sky-900 dark:bg-sky-500/15 dark:text-sky-100"
         )
         with self.newer_banner.mark("context-newer"):
-            ui.icon("update")
-            self.newer_text = ui.label().classes("text-sm grow")
-            ui.button("Load it", on_click=self.reload_theirs).props("flat dense no-caps").mark("context-load-newer")
+            with ui.row().classes("items-center gap-2 no-wrap"):
+                ui.icon("update")
+                self.newer_text = ui.label().classes("text-sm")
+            with ui.row().classes("gap-2"):
+                ui.button("Load it (discard my edits)", icon="download", on_click=self.reload_theirs).props(
+                    "outline dense no-caps"
+                ).mark("context-load-newer")
+                ui.button("Compare", icon="difference", on_click=self._compare_newer).props("flat dense no-caps")
         self.conflict_banner = ui.column().classes(
             "w-full gap-1 rounded-lg px-3 py-2 bg-amber-50 text-amber-900 border border-amber-300 "
             "dark:bg-amber-500/15 dark:text-amber-100"
@@ -241,10 +246,10 @@ class ContextPanel:
         with ui.element("div").classes("w-full grid grid-cols-1 md:grid-cols-2 gap-3"):
             with ui.column().classes("gap-1 min-w-0"):
                 self.diff_left_title = ui.label().classes("text-sm font-medium text-slate-600")
-                self.diff_left = markup("", tag="pre").classes(_PRE).mark("diff-left")
+                self.diff_left = markup("", tag="pre").classes(_PRE + " w-full").mark("diff-left")
             with ui.column().classes("gap-1 min-w-0"):
                 self.diff_right_title = ui.label().classes("text-sm font-medium text-slate-600")
-                self.diff_right = markup("", tag="pre").classes(_PRE).mark("diff-right")
+                self.diff_right = markup("", tag="pre").classes(_PRE + " w-full").mark("diff-right")
 
     def _build_rollback_dialog(self) -> None:
         with ui.dialog() as self.rollback_dialog, ui.card().classes("w-[28rem] max-w-full gap-3 p-6 rounded-xl"):
@@ -348,13 +353,15 @@ class ContextPanel:
                 f"{esc(when(summary.created_at))}</span>{reason}</div>"
             ).classes("grow min-w-0")
             if summary.version > 1:
-                ui.button(icon="difference", on_click=lambda v=summary.version: self.show_diff(v - 1, v)).props(
-                    "flat round dense size=sm"
-                ).tooltip("Changes from the previous version").mark(f"diff-{summary.version}")
+                ui.button(
+                    "Changes", icon="difference", on_click=lambda v=summary.version: self.show_diff(v - 1, v)
+                ).props("flat dense no-caps size=sm").tooltip(f"What changed from version {summary.version - 1}").mark(
+                    f"diff-{summary.version}"
+                )
             self.rollback_buttons[summary.version] = (
-                ui.button(icon="restore", on_click=lambda v=summary.version: self.ask_rollback(v))
-                .props("flat round dense size=sm")
-                .tooltip("Roll back to this version")
+                ui.button("Roll back", icon="restore", on_click=lambda v=summary.version: self.ask_rollback(v))
+                .props("flat dense no-caps size=sm color=negative")
+                .tooltip(f"Write a new version with the data of version {summary.version}")
                 .mark(f"rollback-{summary.version}")
             )
         if index >= 0:
@@ -442,6 +449,10 @@ class ContextPanel:
             return
         await self.show_diff(int(self.diff_from.value), int(self.diff_to.value))
 
+    async def _compare_newer(self) -> None:
+        if self.current is not None:
+            await self.show_diff(self.base_version, self.current.version)
+
     async def _compare_conflict(self) -> None:
         if self.conflict_version is not None:
             await self.show_diff(self.base_version, self.conflict_version)
@@ -462,6 +473,9 @@ class ContextPanel:
         self.diff_left.content = diff_side_markup(diff.from_data, left, "bg-red-100 dark:bg-red-500/25")
         self.diff_right.content = diff_side_markup(diff.to_data, right, "bg-green-100 dark:bg-green-500/25")
         self.diff_card.set_visibility(True)
+        ui.run_javascript(
+            f"getHtmlElement({self.diff_card.id})?.scrollIntoView({{behavior: 'smooth', block: 'nearest'}})"
+        )
 
     # -- rollback --------------------------------------------------------------------------
     def ask_rollback(self, version: int) -> None:

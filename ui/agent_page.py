@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from nicegui import APIRouter, app, run, ui
+from nicegui import APIRouter, ElementFilter, app, run, ui
 
 from core.errors import DomainError, InvalidInput, NotFound, StaleVersion
 from core.events import EventFilter, EventOut
@@ -32,6 +34,13 @@ router = APIRouter()
 HISTORY_PAGE = 20
 MAX_HISTORY_ROWS = 200
 
+TABS = {
+    "conversation": ("Conversation", "forum"),
+    "context": ("Context", "data_object"),
+    "status": ("Status", "timeline"),
+    "config": ("Config", "tune"),
+}
+
 TRANSITION_LABELS = {
     "active": ("Activate", "play_arrow"),
     "idle": ("Set idle", "pause"),
@@ -43,17 +52,18 @@ TRANSITION_LABELS = {
 
 
 @router.page("/agents/{agent_id}")
-async def agent_page(agent_id: str) -> None:
+async def agent_page(agent_id: str, tab: str = "conversation") -> None:
     workspace = current_workspace()
     services = get_services()
-    since = services.bus.pumped_seq  # follow events from here on, so nothing read below is missed
+    # Follow events from here on, so nothing that happens while the page reads is missed.
+    since = services.bus.pumped_seq if services.bus.running else None
     agent = await _find_agent(agent_id, workspace.id)
     if agent is None:
         _not_found(agent_id)
         return
     with frame(agent.name):
         page = AgentView(agent, workspace.id, dark=bool(app.storage.user.get(DARK_MODE_KEY, False)))
-        page.build()
+        page.build(tab if tab in TABS else "conversation")
         await page.load()
     live.subscribe(EventFilter(agent_id=agent.id), page.handle, since=since)
 
@@ -82,6 +92,14 @@ def _not_found(agent_id: str) -> None:
         )
 
 
+@contextmanager
+def _fact(caption: str) -> Iterator[None]:
+    """A captioned value of the header row."""
+    with ui.column().classes("gap-0"):
+        ui.label(caption).classes("text-xs uppercase tracking-wider text-slate-500")
+        yield
+
+
 class AgentView:
     """Everything on one client's agent page, and the live dispatch to its parts."""
 
@@ -95,14 +113,12 @@ class AgentView:
         self.status = StatusPanel(self)
         self.config = ConfigPanel(self)
 
-    def build(self) -> None:
+    def build(self, tab: str) -> None:
         self._build_header()
-        with ui.tabs().classes("w-full").props("align=left no-caps inline-label") as tabs:
-            ui.tab("conversation", "Conversation", icon="forum").mark("tab-conversation")
-            ui.tab("context", "Context", icon="data_object").mark("tab-context")
-            ui.tab("status", "Status", icon="timeline").mark("tab-status")
-            ui.tab("config", "Config", icon="tune").mark("tab-config")
-        with ui.tab_panels(tabs, value="conversation").classes("w-full bg-transparent").props("keep-alive"):
+        with ui.tabs().classes("w-full -mt-2").props("align=left no-caps inline-label dense") as tabs:
+            for name, (label, icon) in TABS.items():
+                ui.tab(name, label, icon=icon).mark(f"tab-{name}")
+        with ui.tab_panels(tabs, value=tab).classes("w-full bg-transparent -mt-4").props("keep-alive"):
             with ui.tab_panel("conversation").classes("px-0"):
                 self.thread.build()
             with ui.tab_panel("context").classes("px-0 gap-4"):
@@ -116,6 +132,7 @@ class AgentView:
         await self.thread.load_latest()
         await self.context.load()
         await self.status.load_history()
+        await self.config.load_schema()
         await self._show_model()
 
     # -- header ----------------------------------------------------------------------------
@@ -127,24 +144,27 @@ class AgentView:
             ui.icon("delete_forever")
             ui.label("This agent was deleted. What you see is what it was.").classes("text-sm")
         self.deleted_banner.set_visibility(False)
-        with ui.card().classes("w-full rounded-xl shadow-sm p-4 gap-2"):
-            with ui.row().classes("w-full items-center gap-3"):
-                ui.icon("smart_toy").classes("text-3xl text-indigo-500")
-                with ui.column().classes("gap-0 min-w-0"):
-                    self.name_label = ui.label(self.agent.name).classes("text-xl font-semibold").mark("agent-name")
-                    ui.label(f"{self.agent.definition} · {self.agent.role_kind}").classes(
-                        "text-sm text-slate-500"
-                    ).mark("agent-definition")
-                self.badge = status_badge(self.agent.status).classes("text-sm px-2 py-1").mark("agent-status")
-                ui.space()
+        with (
+            ui.card().classes("w-full rounded-xl shadow-sm px-5 py-3"),
+            ui.row().classes("w-full items-center gap-x-8 gap-y-2"),
+        ):
+            with _fact("Definition"):
+                kind = self.agent.role_kind
+                text = self.agent.definition if kind == self.agent.definition else f"{self.agent.definition} ({kind})"
+                ui.label(text).classes("font-medium").mark("agent-definition")
+            with _fact("Status"), ui.row().classes("items-center gap-2 no-wrap"):
+                self.badge = status_badge(self.agent.status).classes("text-sm px-2").mark("agent-status")
+                self.reason_label = (
+                    ui.label().classes("text-sm text-slate-600 dark:text-slate-300").mark("status-reason")
+                )
+            ui.space()
+            with _fact("Model"):
                 self.model_slot = ui.row().classes("items-center gap-1").mark("agent-model")
-            self.reason_label = ui.label().classes("text-sm text-slate-600 dark:text-slate-300").mark("status-reason")
         self._show_status(self.agent)
 
     def _show_status(self, agent: AgentPublic) -> None:
         update_status_badge(self.badge, agent.status)
-        self.reason_label.text = f"Reason: {agent.status_reason}" if agent.status_reason else ""
-        self.reason_label.set_visibility(bool(agent.status_reason))
+        self.reason_label.text = f"— {agent.status_reason}" if agent.status_reason else ""
 
     async def _show_model(self) -> None:
         profiles = await run.io_bound(get_services().llm_profiles.list, self.scope)
@@ -164,8 +184,10 @@ class AgentView:
     # -- live ------------------------------------------------------------------------------
     def apply(self, agent: AgentPublic) -> None:
         """A fresher AgentPublic (from a write of ours or an agent_updated event)."""
+        if agent.name != self.agent.name:
+            for title in ElementFilter(kind=ui.label, marker="page-title", local_scope=False):
+                title.text = agent.name
         self.agent = agent
-        self.name_label.text = agent.name
         self._show_status(agent)
         self.status.show_transitions(agent.allowed_transitions)
         self.thread.set_status(agent.status, agent.allowed_transitions)
@@ -257,6 +279,7 @@ class StatusPanel:
         except DomainError as exc:
             self.error.text = f"Refused: {exc}"
             self.error.set_visibility(True)
+            ui.notify(f"Status not changed: {exc}", type="warning")
             return
         self.reason.value = ""
         self.page.apply(agent)
@@ -310,13 +333,17 @@ class StatusPanel:
             f' · <span class="text-slate-600 dark:text-slate-300">{esc(change.reason)}</span>' if change.reason else ""
         )
         with self.history:
-            row = markup(
-                f'<div class="flex flex-wrap items-baseline gap-x-2 py-2 text-sm">'
-                f'<span class="font-medium">{arrow}{esc(change.to_status)}</span>{reason}'
-                f'<span class="text-slate-500">by {esc(change.actor)}</span>'
-                f'<span class="text-xs text-slate-400" title="{esc(full_time(change.at))}">{esc(when(change.at))}</span>'
-                "</div>"
-            ).mark("status-change")
+            row = (
+                markup(
+                    f'<div class="flex flex-wrap items-baseline gap-x-2 py-2 text-sm w-full">'
+                    f'<span class="font-medium">{arrow}{esc(change.to_status)}</span>{reason}'
+                    f'<span class="text-slate-500">by {esc(change.actor)}</span>'
+                    f'<span class="text-xs text-slate-400" title="{esc(full_time(change.at))}">{esc(when(change.at))}</span>'
+                    "</div>"
+                )
+                .classes("w-full")
+                .mark("status-change")
+            )
         if index >= 0:
             row.move(self.history, target_index=index)
             self.order.insert(index, change.id)
@@ -370,12 +397,25 @@ class ConfigPanel:
                 .mark("config-editor")
             )
             self.errors = ui.column().classes("w-full gap-0").mark("config-errors")
+            with ui.expansion("Schema and defaults", icon="schema").classes("w-full").props("dense"):
+                self.schema_view = markup("", tag="pre").classes(
+                    "w-full text-xs font-mono whitespace-pre overflow-auto max-h-96 rounded-lg p-3 "
+                    "bg-slate-50 dark:bg-slate-900"
+                )
             with ui.row().classes("w-full gap-2 justify-end"):
                 ui.button("Format", icon="format_align_left", on_click=self.format).props("flat no-caps")
                 ui.button("Discard edits", on_click=self.reload_theirs).props("flat no-caps").mark("config-reset")
                 ui.button("Save config", icon="save", on_click=self.save).props("unelevated no-caps").mark(
                     "config-save"
                 )
+
+    async def load_schema(self) -> None:
+        try:
+            definition = await run.io_bound(get_services().agents.definition, self.page.agent.definition)
+        except NotFound:
+            return
+        text = pretty_json({"schema": definition.config_schema, "defaults": definition.default_config})
+        self.schema_view.content = esc(text)
 
     def _show_errors(self, lines: list[str]) -> None:
         self.errors.clear()

@@ -14,7 +14,7 @@ from nicegui import APIRouter, run, ui
 
 from core.schemas import DefinitionPublic
 from core.services import get_services
-from ui.board import ICON, MUTED, ROLE_ICONS
+from ui.board import ICON, MUTED, ROLE_ICONS, catalog_order
 from ui.theme import frame
 
 router = APIRouter()
@@ -87,13 +87,16 @@ def definition_card(definition: DefinitionPublic) -> None:
                     color="green-1" if builtin else "purple-1",
                 ).props("dense square").mark("definition-source")
                 ui.chip(f"v{definition.version}").props("dense square outline").mark("definition-version")
-        with ui.row().classes("items-center gap-2 text-sm"):
+        with ui.row().classes("w-full items-center gap-2 text-sm -mt-1"):
             ui.label("Role kind").classes(MUTED)
             ui.label(definition.role_kind).classes("font-mono").mark("definition-role-kind")
-            ui.label("·").classes(f"{MUTED} sm:hidden")
-            ui.label(("built-in" if builtin else definition.source) + f" v{definition.version}").classes(
+            ui.label(f"· {'built-in' if builtin else definition.source} v{definition.version}").classes(
                 f"{MUTED} sm:hidden"
             )
+            ui.space()
+            ui.button("New agent", icon="add", on_click=lambda: ui.navigate.to(f"/?new={definition.slug}")).props(
+                "flat dense no-caps"
+            ).mark(f"use-{definition.slug}")
         rows = schema_rows(definition)
         with (
             ui.expansion(f"Configuration · {len(rows)} propert{'y' if len(rows) == 1 else 'ies'}", icon="tune")
@@ -118,10 +121,6 @@ def definition_card(definition: DefinitionPublic) -> None:
                     ui.code(json.dumps(definition.config_schema, indent=2), language="json").classes(
                         "w-full max-h-80 overflow-auto"
                     )
-        with ui.row().classes("w-full justify-end"):
-            ui.button("New agent", icon="add", on_click=lambda: ui.navigate.to(f"/?new={definition.slug}")).props(
-                "flat dense no-caps"
-            ).mark(f"use-{definition.slug}")
 
 
 @router.page("/catalog")
@@ -134,5 +133,5 @@ async def catalog_page() -> None:
             "(Python entry points in the group agentdeck.agents)."
         ).classes(f"text-sm {MUTED} -mt-4").mark("catalog-summary")
         with ui.column().classes("w-full gap-4"):
-            for definition in sorted(definitions, key=lambda d: (d.source != "builtin", d.name)):
+            for definition in sorted(definitions, key=catalog_order):
                 definition_card(definition)

@@ -53,7 +53,10 @@ def ago(moment: datetime | None) -> str:
 
 
 def section_header(title: str, subtitle: str) -> ui.row:
-    with ui.row().classes("w-full items-start gap-3 no-wrap") as row, ui.column().classes("gap-0 grow min-w-0"):
+    with (
+        ui.row().classes("w-full items-start gap-3 no-wrap max-sm:flex-wrap") as row,
+        ui.column().classes("gap-0 grow min-w-0"),
+    ):
         ui.label(title).classes("text-lg font-semibold")
         ui.label(subtitle).classes(f"text-sm {MUTED}")
     return row
@@ -94,9 +97,9 @@ class LlmProfiles:
                 "The model this workspace's agents talk to: any OpenAI-compatible "
                 "endpoint (OpenAI, Ollama, vLLM, LM Studio) or another MetaGPT api_type.",
             ):
-                ui.button("New profile", icon="add", on_click=lambda: self.edit(None)).props("unelevated no-caps").mark(
-                    "new-profile"
-                )
+                ui.button("New profile", icon="add", on_click=lambda: self.edit(None)).props(
+                    "unelevated no-caps no-wrap"
+                ).classes("shrink-0").mark("new-profile")
             self.note = (
                 ui.row()
                 .classes("w-full items-center gap-2 text-sm rounded-lg px-3 py-2 bg-amber-50 dark:bg-amber-500/10")
@@ -142,7 +145,11 @@ class LlmProfiles:
                 result.set_visibility(False)
             with ui.row().classes("gap-1 no-wrap shrink-0"):
                 if self.can_test:
-                    test = ui.button("Test", icon="network_check").props("flat dense no-caps").mark(f"test-{pid}")
+                    test = (
+                        ui.button("Test connection", icon="network_check")
+                        .props("flat dense no-caps")
+                        .mark(f"test-{pid}")
+                    )
                     test.on_click(lambda: self._test(pid, test, result))
                 ui.button(icon="edit", on_click=lambda: self.edit(profile)).props('flat round dense title="Edit"').mark(
                     f"edit-{pid}"
@@ -291,9 +298,9 @@ class Tokens:
                 "For the REST API and the event stream: "
                 "Authorization: Bearer <token>. A token is shown once, when it is created.",
             ):
-                ui.button("New token", icon="add", on_click=self._ask_name).props("unelevated no-caps").mark(
-                    "new-token"
-                )
+                ui.button("New token", icon="add", on_click=self._ask_name).props("unelevated no-caps no-wrap").classes(
+                    "shrink-0"
+                ).mark("new-token")
             self.list = ui.column().classes("w-full gap-0")
 
     async def refresh(self) -> None:

@@ -48,10 +48,27 @@ ACTIVITY_TEXT = {
     "acting": "working on {action}…",
 }
 
-_SCROLL_JS = f"""(e) => {{
-    const el = e.target;
-    if (el.scrollHeight - el.clientHeight + el.scrollTop < {TOP_THRESHOLD}) emit();
+# Asks for the previous page when the reader reaches the top (or clicks "Load older"), once at a
+# time: it notes which message is first and where, so the page can put it back in place after the
+# prepend — a browser keeps a box scrolled to the very top pinned there, which would otherwise
+# trigger the next page, and the next, down the whole thread.
+_OLDER_JS = """(e) => {{
+    const s = getHtmlElement({scroller});
+    if (!s || (s.__olderAsked && Date.now() - s.__olderAsked < 5000)) return;
+    if (e.type === 'scroll' && s.scrollHeight - s.clientHeight + s.scrollTop >= {threshold}) return;
+    const first = getHtmlElement({messages})?.firstElementChild;
+    s.__anchor = first ? {{id: first.id, top: first.getBoundingClientRect().top - s.getBoundingClientRect().top}} : null;
+    s.__olderAsked = Date.now();
+    emit();
 }}"""
+_OLDER_DONE_JS = """requestAnimationFrame(() => {{
+    const s = getHtmlElement({scroller});
+    if (!s) return;
+    const a = {restore} && s.__anchor && document.getElementById(s.__anchor.id);
+    if (a) s.scrollTop += a.getBoundingClientRect().top - s.getBoundingClientRect().top - s.__anchor.top;
+    s.__anchor = null;
+    setTimeout(() => {{ s.__olderAsked = 0; }}, 100);
+}});"""
 
 _BUBBLE = "max-w-[85%] rounded-2xl px-4 py-2 shadow-sm flex flex-col gap-1"
 _MINE = f"{_BUBBLE} self-end bg-indigo-50 dark:bg-indigo-500/20"
@@ -61,7 +78,9 @@ _SYSTEM = f"{_BUBBLE} self-center bg-slate-100 dark:bg-slate-700/60 text-sm"
 
 def header_markup(m: MessagePublic) -> str:
     """Sender, role, time, tokens/cost and the demo-model label, every value escaped."""
-    parts = [f'<b class="text-sm">{esc(m.sender)}</b>', f'<span class="text-xs text-slate-500">{esc(m.role)}</span>']
+    parts = [f'<b class="text-sm">{esc(m.sender)}</b>']
+    if m.role != m.sender:
+        parts.append(f'<span class="text-xs text-slate-500">{esc(m.role)}</span>')
     if m.cause_by:
         parts.append(f'<span class="text-xs text-slate-400">{esc(m.cause_by)}</span>')
     parts.append(
@@ -103,16 +122,15 @@ class MessageThread:
             self.scroller = (
                 ui.element("div")
                 .classes(
-                    "w-full h-[60vh] min-h-72 overflow-y-auto flex flex-col-reverse rounded-xl "
+                    "w-full h-[calc(100vh-31rem)] min-h-80 overflow-y-auto flex flex-col-reverse rounded-xl "
                     "bg-slate-100/70 dark:bg-slate-900/40 border border-slate-200 dark:border-slate-700"
                 )
                 .mark("thread-scroller")
-                .on("scroll", self.load_older, js_handler=_SCROLL_JS, throttle=0.4)
             )
             with self.scroller, ui.column().classes("w-full gap-3 p-4"):
                 with ui.row().classes("w-full justify-center"):
                     self.older_button = (
-                        ui.button("Load older messages", icon="expand_less", on_click=self.load_older)
+                        ui.button("Load older messages", icon="expand_less")
                         .props("flat dense no-caps")
                         .mark("thread-load-older")
                     )
@@ -121,6 +139,11 @@ class MessageThread:
                     "self-center text-sm text-slate-500 py-8"
                 )
                 self.messages = ui.column().classes("w-full gap-3").mark("thread-messages")
+                older_js = _OLDER_JS.format(
+                    scroller=self.scroller.id, messages=self.messages.id, threshold=TOP_THRESHOLD
+                )
+                self.scroller.on("scroll", self._older_asked, js_handler=older_js)
+                self.older_button.on("click", self._older_asked, js_handler=older_js)
                 with ui.element("div").classes(_THEIRS + " opacity-80").mark("thread-typing") as self.typing:
                     self.typing_header = ui.label().classes("text-sm font-semibold")
                     self.typing_body = ui.label().classes("whitespace-pre-wrap break-words")
@@ -174,9 +197,18 @@ class MessageThread:
         self.missed = 0
         self._update_chrome()
 
-    async def load_older(self) -> None:
+    async def _older_asked(self) -> None:
+        prepended = False
+        try:
+            prepended = await self.load_older()
+        finally:  # always answer, so the browser may ask again
+            restore = "true" if prepended else "false"
+            ui.run_javascript(_OLDER_DONE_JS.format(scroller=self.scroller.id, restore=restore))
+
+    async def load_older(self) -> bool:
+        """Prepend the previous page; False if there was nothing to do."""
         if self.loading or not self.has_older or not self.rendered:
-            return
+            return False
         self.loading = True
         try:
             page = await run.io_bound(
@@ -188,7 +220,6 @@ class MessageThread:
             )
         finally:
             self.loading = False
-        anchor = self.rendered[0][1]
         prepended: list[tuple[int, ui.element]] = []
         with self.messages:
             for index, message in enumerate(reversed(page.items)):  # oldest first
@@ -197,28 +228,24 @@ class MessageThread:
                 prepended.append((message.seq, element))
         self.rendered.extendleft(reversed(prepended))
         self.has_older = page.next_cursor is not None
-        dropped = False
-        while len(self.rendered) > MAX_RENDERED:
+        while len(self.rendered) > MAX_RENDERED:  # drop the newest, far below the reader
             _, element = self.rendered.pop()
             self.messages.remove(element)
-            dropped = True
-        if dropped:
             self.at_latest = False
-            # Keep the message that was at the top where it was (the bottom of the box moved).
-            ui.run_javascript(
-                f"requestAnimationFrame(() => {{ const s = getHtmlElement({self.scroller.id}), "
-                f"a = getHtmlElement({anchor.id}); if (s && a) s.scrollTop += "
-                "a.getBoundingClientRect().top - s.getBoundingClientRect().top - 48; });"
-            )
         self._update_chrome()
+        return True
 
     async def jump_to_latest(self) -> None:
         await self.load_latest()
         self.scroll_to_bottom()
 
     def scroll_to_bottom(self) -> None:
-        # In a column-reverse box, 0 is the bottom.
-        ui.run_javascript(f"const s = getHtmlElement({self.scroller.id}); if (s) s.scrollTop = 0;")
+        # In a column-reverse box, 0 is the bottom. The box may just have shrunk (pinned to its
+        # top): hold back "load older" until it has settled at the bottom.
+        ui.run_javascript(
+            f"const s = getHtmlElement({self.scroller.id}); if (s) {{ s.__olderAsked = Date.now(); "
+            "s.__anchor = null; s.scrollTop = 0; setTimeout(() => { s.__olderAsked = 0; }, 400); }"
+        )
 
     # -- rendering -------------------------------------------------------------------------
     def _render(self, message: MessagePublic) -> ui.element:
@@ -310,12 +337,15 @@ class MessageThread:
             self.activity.text = ""
             if status != "active":
                 self._stop_typing()
-        answering = status in {"active", "busy"}
-        self.idle_hint.set_visibility(not answering)
-        self.idle_text.text = (
-            f"The agent is {status} — activate it to get answers; your message will be kept in the thread."
-        )
-        self.activate_button.set_visibility("active" in allowed and self.on_activate is not None)
+        self.idle_hint.set_visibility(status != "active")
+        if status == "busy":
+            # The runtime answers only an active agent: say so rather than let a message go unanswered.
+            self.idle_text.text = "The agent is busy answering — a message sent now is kept but not answered."
+        else:
+            self.idle_text.text = (
+                f"The agent is {status} — activate it to get answers; your message will be kept in the thread."
+            )
+        self.activate_button.set_visibility(status != "busy" and "active" in allowed and self.on_activate is not None)
 
     async def _activate(self) -> None:
         if self.on_activate is not None:

@@ -21,18 +21,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def fresh_lifespan() -> Iterator[None]:
-    """Each `user` test re-runs main.py, and FastAPI's `include_router` wraps the app's lifespan in
-    one more layer per router; NiceGUI's reset leaves that chain alone, so after a few dozen tests
-    entering it exceeds Python's recursion limit. Put the original lifespan back after each test."""
-    from nicegui import app
-
-    original = app.router.lifespan_context
-    yield
-    app.router.lifespan_context = original
-
-
-@pytest.fixture(autouse=True)
 def ui_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, request: pytest.FixtureRequest
 ) -> Iterator[None]:

@@ -15,6 +15,7 @@ from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
 from core.context import ContextUpdate
+from core.events import EventType
 from core.schemas import AgentCreate, AgentPublic, AgentUpdate, WorkspaceCreate, WorkspacePublic
 from core.services import get_services
 
@@ -93,7 +94,7 @@ async def test_another_workspaces_agent_is_not_found(user: User) -> None:
 async def test_header_shows_name_definition_status_and_the_demo_model(user: User) -> None:
     agent = make_agent()
     await user.open(f"/agents/{agent.id}")
-    assert only(user, "agent-name").text == "scout"  # type: ignore[attr-defined]
+    assert only(user, "page-title").text == "scout"  # type: ignore[attr-defined]
     assert "assistant" in only(user, "agent-definition").text  # type: ignore[attr-defined]
     assert only(user, "agent-status").text == "idle"  # type: ignore[attr-defined]
     await user.should_see(marker="demo-model-chip")
@@ -202,7 +203,46 @@ async def test_status_history_grows_live(user: User) -> None:
     await eventually(lambda: only(user, "agent-status").text == "active")  # type: ignore[attr-defined]
 
 
+async def test_status_history_is_paged_newest_first(user: User) -> None:
+    agent = make_agent()
+    agents = get_services().agents
+    for i in range(12):  # 1 + 24 changes: more than a page of 20
+        agents.set_status(agent.id, "active", reason=f"round {i}")
+        agents.set_status(agent.id, "idle", reason=f"round {i}")
+    await user.open(f"/agents/{agent.id}")
+    assert count(user, "status-change") == 20
+    first = next(iter(only(user, "status-history").default_slot.children))
+    assert "round 11" in first.content  # type: ignore[attr-defined]
+    user.find(marker="status-more").click()
+    await eventually(lambda: count(user, "status-change") == 25)
+    assert not visible(only(user, "status-more"))
+
+
+async def test_a_deleted_agent_says_so_instead_of_breaking(user: User) -> None:
+    agent = make_agent()
+    await user.open(f"/agents/{agent.id}")
+    get_services().agents.delete(agent.id)
+    await eventually(lambda: visible(only(user, "agent-deleted")))
+    user.find(marker="composer").type("anyone there?")
+    user.find(marker="composer-send").click()
+    await eventually(lambda: visible(only(user, "composer-error")))
+    assert only(user, "composer").value == "anyone there?"  # type: ignore[attr-defined]
+
+
 # -- context ---------------------------------------------------------------------------------
+async def test_the_version_list_is_paged_newest_first(user: User) -> None:
+    agent = make_agent(context={"n": 0})
+    for n in range(1, 25):
+        get_services().contexts.update(agent.id, ContextUpdate(data={"n": n}))
+    await user.open(f"/agents/{agent.id}")
+    assert count(user, "context-versions") == 1
+    rows = list(only(user, "context-versions").default_slot.children)
+    assert len(rows) == 20 and "version-25" in rows[0]._markers
+    user.find(marker="context-more-versions").click()
+    await eventually(lambda: len(list(only(user, "context-versions").default_slot.children)) == 25)
+    await user.should_see(marker="version-1")
+
+
 async def test_a_context_edit_creates_a_version(user: User) -> None:
     agent = make_agent(context={"goal": "explore"})
     await user.open(f"/agents/{agent.id}")
@@ -416,7 +456,9 @@ async def test_a_live_llm_stream_shows_a_typing_bubble_replaced_by_the_reply(use
     await user.open(f"/agents/{agent.id}")
     bus = get_services().bus
     for chunk in ("Hel", "lo ", "there"):
-        bus.publish_ephemeral("llm_token", agent.workspace_id, {"text": chunk, "agent_name": "scout"}, agent_id=agent.id)  # type: ignore[arg-type]
+        bus.publish_ephemeral(
+            EventType.LLM_TOKEN, agent.workspace_id, {"text": chunk, "agent_name": "scout"}, agent_id=agent.id
+        )
     typing = only(user, "thread-typing")
     await eventually(lambda: visible(typing))
     await eventually(lambda: "Hello there" in [el.text for el in typing.descendants() if isinstance(el, ui.label)])

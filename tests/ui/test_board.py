@@ -47,11 +47,25 @@ def cards(user: User) -> int:
         return 0
 
 
-def badge(user: User, agent_id: uuid.UUID) -> ui.badge:
-    return only(user, f"status-{agent_id}")  # type: ignore[return-value]
+def status(user: User, agent_id: uuid.UUID) -> str:
+    """The status the agent's card shows (its badge; also the card's data-status attribute)."""
+    shown = only(user, f"agent-{agent_id}").props["data-status"]
+    assert f'data-status="{shown}"' in body(user, agent_id)
+    return shown
 
 
-def transitions(user: User, agent_id: uuid.UUID) -> set[str]:
+def body(user: User, agent_id: uuid.UUID) -> str:
+    return only(user, f"agent-body-{agent_id}").content  # type: ignore[attr-defined]
+
+
+def open_menu(user: User, agent_id: uuid.UUID) -> None:
+    user.find(marker=f"more-{agent_id}").click()
+
+
+def transitions(user: User, agent_id: uuid.UUID, *, open_it: bool = True) -> set[str]:
+    """The status actions offered by the agent's menu (which is filled when it opens)."""
+    if open_it:
+        open_menu(user, agent_id)
     prefix = f"transition-{agent_id}-"
     return {
         marker.removeprefix(prefix)
@@ -76,10 +90,10 @@ async def test_the_board_shows_every_agent_with_a_coloured_status_badge(user: Us
     await user.should_see("Alice")
     await user.should_see("Product Manager")
     await user.should_see("warmed up")
-    assert badge(user, pm.id).text == "idle"
-    assert badge(user, bot.id).text == "active"
-    assert badge(user, bot.id).props["color"] == STATUS_COLORS["active"]
-    assert only(user, f"open-{pm.id}").props["href"] == f"/agents/{pm.id}"
+    assert status(user, pm.id) == "idle"
+    assert status(user, bot.id) == "active"
+    assert f"bg-{STATUS_COLORS['active']}" in body(user, bot.id)  # coloured by status
+    assert f'href="/agents/{pm.id}"' in body(user, pm.id)  # the card opens the agent page
     await user.should_see("2 agents")
 
 
@@ -208,8 +222,8 @@ async def test_the_status_menu_offers_only_allowed_transitions_and_updates_the_b
     assert transitions(user, agent.id) == set(agent.allowed_transitions)
 
     user.find(marker=f"transition-{agent.id}-active").click()
-    await eventually(lambda: badge(user, agent.id).text == "active")
-    assert badge(user, agent.id).props["color"] == STATUS_COLORS["active"]
+    await eventually(lambda: status(user, agent.id) == "active")
+    assert f"bg-{STATUS_COLORS['active']}" in body(user, agent.id)
     assert get_services().agents.get(agent.id).status == "active"
     assert transitions(user, agent.id) == {"busy", "idle", "error", "offline"}
 
@@ -222,11 +236,11 @@ async def test_activate_and_deactivate(user: User) -> None:
     assert toggle.text == "Activate"  # type: ignore[attr-defined]
 
     user.find(marker=f"toggle-{agent.id}").click()
-    await eventually(lambda: badge(user, agent.id).text == "active")
+    await eventually(lambda: status(user, agent.id) == "active")
     assert toggle.text == "Deactivate"  # type: ignore[attr-defined]
 
     user.find(marker=f"toggle-{agent.id}").click()
-    await eventually(lambda: badge(user, agent.id).text == "offline")
+    await eventually(lambda: status(user, agent.id) == "offline")
     assert get_services().agents.get(agent.id).status == "offline"
     await user.should_see("deactivated")
 
@@ -241,7 +255,7 @@ async def test_a_transition_refused_after_a_race_says_why_and_shows_the_real_sta
     user.find(marker=f"transition-{agent.id}-initializing").click()
 
     await user.should_see("cannot go from 'active' to 'initializing'")
-    await eventually(lambda: badge(user, agent.id).text == "active")
+    await eventually(lambda: status(user, agent.id) == "active")
     assert get_services().agents.get(agent.id).status == "active"
 
 
@@ -249,13 +263,14 @@ async def test_a_status_change_made_elsewhere_appears_without_reload(user: User)
     ws = workspace()
     agent = add_agent(ws, "Watched")
     await user.open("/")
-    assert badge(user, agent.id).text == "idle"
+    assert status(user, agent.id) == "idle"
+    assert transitions(user, agent.id) == {"initializing", "active", "offline", "error"}  # menu left open
 
     get_services().agents.set_status(agent.id, "error", reason="LLM timed out")  # as the API would
 
-    await eventually(lambda: badge(user, agent.id).text == "error")
+    await eventually(lambda: status(user, agent.id) == "error")
     await user.should_see("LLM timed out", retries=20)
-    assert transitions(user, agent.id) == {"idle", "active", "offline"}
+    assert transitions(user, agent.id, open_it=False) == {"idle", "active", "offline"}  # the open menu too
 
 
 async def test_agents_created_renamed_and_deleted_elsewhere_appear_live(user: User) -> None:
@@ -307,3 +322,19 @@ async def test_the_catalog_link_preselects_a_definition_in_the_create_dialog(use
     await user.open("/?new=engineer")
     assert only(user, "new-agent-definition").value == "engineer"  # type: ignore[attr-defined]
     await user.should_see("writes the code file by file")
+
+
+async def test_a_burst_of_agents_created_elsewhere_fills_one_page_and_waits_for_load_more(user: User) -> None:
+    ws = workspace()
+    await user.open("/")
+    await user.should_see("No agents yet")
+
+    total = PAGE_SIZE + 10
+    for n in range(total):
+        add_agent(ws, f"burst-{n:03}")
+
+    await user.should_see(f"{total} agents", retries=40)
+    assert cards(user) == PAGE_SIZE  # never more cards than the pages loaded
+    user.find(marker="load-more").click()
+    await eventually(lambda: cards(user) == total)
+    await user.should_not_see(marker="load-more")

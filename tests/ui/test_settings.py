@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from nicegui import ui
 from nicegui.testing import User
 
+from core.errors import Unauthorized
 from core.llm_profiles import LlmProfileCreate
 from core.schemas import WorkspaceCreate, WorkspacePublic
 from core.services import get_services
 from core.tokens import PREFIX_CHARS
+from tests.llm_server import LlmServer
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -84,6 +87,8 @@ async def test_revoking_a_token_asks_first_and_then_refuses_the_token(user: User
 
     await eventually(lambda: sees(user, f"token-revoked-{token.id}"))
     assert get_services().tokens.get(token.id).revoked_at is not None
+    with pytest.raises(Unauthorized):
+        get_services().tokens.authenticate(secret)
     await user.should_not_see(marker=f"revoke-{token.id}")
 
 
@@ -192,3 +197,25 @@ async def test_the_code_execution_switch_persists(user: User) -> None:
 
     user.find(marker="code-execution").click()
     await eventually(lambda: get_services().workspaces.get(ws.id).settings.get("code_execution") is True)
+
+
+@pytest.mark.slow  # the first LLM call imports MetaGPT
+async def test_test_connection_reports_success_and_failure(user: User) -> None:
+    ws = workspace()
+    profiles = get_services().llm_profiles
+    with LlmServer() as server:
+        good = profiles.create(
+            ws.id, LlmProfileCreate(name="loopback", api_type="openai", model="gpt-4o-mini", base_url=server.base_url)
+        )
+        await user.open("/settings")
+        marker = f"test-result-{good.id}"
+
+        def result() -> str:
+            return only(user, marker).text if sees(user, marker) else ""  # type: ignore[attr-defined]
+
+        user.find(marker=f"test-{good.id}").click()
+        await eventually(lambda: result().startswith("Connected"), timeout=60)
+
+        server.fail(times=None)
+        user.find(marker=f"test-{good.id}").click()
+        await eventually(lambda: result().startswith("Failed"), timeout=60)

@@ -1,0 +1,1051 @@
+"""Analytics (SPEC §11, route `/analytics`): where the workspace's time and money go, at a glance.
+
+Headline cards answer "which agent costs most", "which is stuck" and "what failed and when"; eight
+Plotly charts show messages over time (stacked per agent), the busiest agents, time in each status
+per agent, tokens and cost per agent, cumulative cost, errors over time, run durations and
+outcomes, and tokens and cost per run. A range picker (24 h / 7 days / 30 days / custom dates) and
+agent and project filters scope everything.
+
+All figures come from `AnalyticsService.dashboard`: aggregates computed by the database, loaded
+in a worker thread, never rows. The page follows the workspace's events live, but throttled: an
+event only marks the data stale, and a timer reloads it at most every `THROTTLE_SECONDS`.
+
+Charts follow the dark-mode switch (plotly_dark / plotly_white, redrawn from the loaded figures
+without a reload); each downloads as PNG (the button, or the chart's own modebar) and as CSV of
+the aggregate rows it draws.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from html import escape
+from typing import Any
+
+from nicegui import APIRouter, context, run, ui
+
+from core.analytics import AgentFigures, AgentRef, AnalyticsQuery, Dashboard, RunFigures
+from core.errors import DomainError, NotFound
+from core.events import EventFilter, EventOut, EventType
+from core.schemas import ProjectPublic, WorkspacePublic
+from core.services import get_services
+from storage.models import AGENT_STATUSES
+from storage.types import utcnow
+from ui import live
+from ui.format import full_time, when
+from ui.theme import frame
+
+router = APIRouter()
+
+THROTTLE_SECONDS = 3.0  # live updates: reload at most this often, however many events arrive
+ROLLING_REFRESH_SECONDS = 60.0  # a rolling range ("last 24 h") moves on even without events
+PRESETS: dict[str, tuple[str, timedelta]] = {
+    "24h": ("24 h", timedelta(days=1)),
+    "7d": ("7 days", timedelta(days=7)),
+    "30d": ("30 days", timedelta(days=30)),
+}
+CUSTOM = "custom"
+ALL = ""
+TOP_AGENTS = 12  # agents drawn by name in a chart; the rest are summed as "others"
+RUNS_DRAWN = 40
+STUCK_BUSY = timedelta(minutes=10)  # busy for longer than this looks stuck
+# Events after which the figures may have changed (llm_token and context edits do not count).
+WATCHED = frozenset(
+    {
+        EventType.AGENT_STATUS_CHANGED,
+        EventType.AGENT_MESSAGE,
+        EventType.AGENT_CREATED,
+        EventType.AGENT_DELETED,
+        EventType.AGENT_UPDATED,
+        EventType.RUN_STARTED,
+        EventType.RUN_FINISHED,
+        EventType.RUN_ROUND,
+        EventType.RESUME,
+    }
+)
+
+STATUS_HEX = {
+    "idle": "#94a3b8",
+    "initializing": "#60a5fa",
+    "active": "#22c55e",
+    "busy": "#f59e0b",
+    "error": "#ef4444",
+    "offline": "#64748b",
+}
+RUN_HEX = {
+    "queued": "#94a3b8",
+    "running": "#6366f1",
+    "completed": "#22c55e",
+    "failed": "#ef4444",
+    "cancelled": "#64748b",
+    "interrupted": "#f97316",
+}
+CARD_BG = {False: "#ffffff", True: "#1e293b"}  # the page's card colours (ui.colors dark=#1e293b)
+CARD = "w-full p-4 gap-2 rounded-xl shadow-sm border border-slate-200 dark:border-slate-700"
+MUTED = "text-slate-500 dark:text-slate-400"
+TEMPLATE_KEYS = ("autotypenumbers", "colorway", "font", "hovermode", "hoverlabel", "xaxis", "yaxis", "title")
+
+
+@cache
+def template(dark: bool) -> dict[str, Any]:
+    """The layout part of plotly's own template (plotly_dark / plotly_white), trimmed to what
+    these charts use so each update stays small."""
+    import plotly.io as pio
+
+    layout = pio.templates["plotly_dark" if dark else "plotly_white"].layout.to_plotly_json()
+    return {"layout": {k: layout[k] for k in TEMPLATE_KEYS if k in layout}}
+
+
+# -- formatting (plotly renders text as pseudo-HTML: names and ideas are escaped) -----------------------------------------------------------------------------------
+def money(value: float) -> str:
+    if value == 0:
+        return "$0"
+    if value < 0.01:
+        return f"${value:.4f}"
+    return f"${value:,.2f}"
+
+
+def count(value: float) -> str:
+    value = float(value)
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    return f"{value:,.0f}"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def csv_bytes(header: list[str], rows: Iterable[Iterable[Any]]) -> bytes:
+    """CSV of aggregate rows. Text cells that a spreadsheet would run as a formula (agent names
+    and run ideas are user/LLM text) are prefixed with an apostrophe."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(
+            [("'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v) for v in row]
+        )
+    return out.getvalue().encode()
+
+
+def wrap(name: str, width: int = 12) -> str:
+    """A category label on up to two lines (plotly breaks on <br>); the text is escaped."""
+    words, lines, line = escape(name).split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "<br>".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
+def short(text: str, limit: int = 48) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- figures --------------------------------------------------------------------------------------
+def base_figure(name: str, dark: bool, **layout: Any) -> dict[str, Any]:
+    merged: dict[str, Any] = {
+        "template": template(dark),
+        "paper_bgcolor": CARD_BG[dark],
+        "plot_bgcolor": CARD_BG[dark],
+        "margin": {"l": 56, "r": 16, "t": 8, "b": 40},
+        "height": 320,
+        "font": {"family": "Inter, ui-sans-serif, system-ui, sans-serif", "size": 12},
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0, "traceorder": "normal"},
+        "hoverlabel": {"namelength": -1},
+    }
+    merged.update(layout)
+    return {
+        "data": [],
+        "layout": merged,
+        "config": {
+            "displaylogo": False,
+            "responsive": True,
+            "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
+            "toImageButtonOptions": {"format": "png", "filename": f"agentdeck-{name}", "scale": 2},
+        },
+    }
+
+
+def empty(figure: dict[str, Any], text: str) -> dict[str, Any]:
+    figure["layout"]["annotations"] = [
+        {"text": text, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 14}}
+    ]
+    figure["layout"]["xaxis"] = {"visible": False}
+    figure["layout"]["yaxis"] = {"visible": False}
+    return figure
+
+
+def time_axis(data: Dashboard) -> dict[str, Any]:
+    """A date axis over the whole range, widened to whole buckets so the first and last bars show."""
+    summary = data.summary
+    if summary.bucket == "hour":
+        start = summary.since.replace(minute=0, second=0, microsecond=0)
+        end = summary.until.replace(minute=0, second=0, microsecond=0)
+        end += timedelta(hours=1) if end < summary.until else timedelta(0)
+        return {"type": "date", "range": [start.isoformat(), end.isoformat()]}
+    start = summary.since.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = summary.until.replace(hour=0, minute=0, second=0, microsecond=0)
+    end += timedelta(days=1) if end < summary.until else timedelta(0)
+    return {
+        "type": "date",
+        "range": [start.isoformat(), end.isoformat()],
+        "ticklabelmode": "period",
+        "tickformat": "%b %d",
+    }
+
+
+def count_axis(values: Iterable[float], title: str) -> dict[str, Any]:
+    """A y axis of counts: whole numbers only (no 0.2 steps for a handful of errors)."""
+    top = max(values, default=0)
+    axis: dict[str, Any] = {"title": title, "rangemode": "tozero", "tickformat": ",d"}
+    if top <= 8:
+        axis["dtick"] = 1
+    return axis
+
+
+def period_ms(data: Dashboard) -> int:
+    return 3_600_000 if data.summary.bucket == "hour" else 86_400_000
+
+
+def bucketed_bars(data: Dashboard) -> dict[str, Any]:
+    """Bars of a time series: one bucket wide (80 %), drawn across the hour or day they count."""
+    period = period_ms(data)
+    return {"xperiod": period, "xperiodalignment": "middle", "width": period * 0.8}
+
+
+def bucket_end(data: Dashboard, bucket: str) -> str:
+    end = datetime.fromisoformat(bucket).replace(tzinfo=UTC) + timedelta(milliseconds=period_ms(data))
+    return min(end, data.summary.until).isoformat()
+
+
+def top_agents(agents: list[AgentFigures], key: Callable[[AgentFigures], float]) -> list[AgentFigures]:
+    ranked = sorted((a for a in agents if key(a) > 0), key=lambda a: (-key(a), a.name))
+    return ranked[:TOP_AGENTS]
+
+
+def messages_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    figure = base_figure(
+        "messages-over-time", dark, barmode="stack", xaxis=time_axis(data), yaxis={"title": "messages"}
+    )
+    if not data.messages.points:
+        return empty(figure, "No messages in this range")
+    totals: dict[str, float] = {}
+    for p in data.messages.points:
+        totals[p.key] = totals.get(p.key, 0) + p.value
+    named = set(sorted(totals, key=lambda k: (-totals[k], k))[:TOP_AGENTS])
+    series: dict[str, dict[str, float]] = {}
+    for p in data.messages.points:
+        key = p.key if p.key in named else "others"
+        bucket = series.setdefault(key, {})
+        bucket[p.bucket] = bucket.get(p.bucket, 0) + p.value
+    order = sorted(series, key=lambda k: (k == "others", -totals.get(k, 0), k))
+    figure["data"] = [
+        {
+            "type": "bar",
+            "name": escape(key),
+            "x": list(series[key]),
+            "y": list(series[key].values()),
+            "hovertemplate": "%{fullData.name}: %{y} messages<br>%{x}<extra></extra>",
+            **bucketed_bars(data),
+        }
+        for key in order
+    ]
+    figure["layout"]["yaxis"] = count_axis(_bucket_sums(data.messages.points), "messages")
+    return figure
+
+
+def _bucket_sums(points: Iterable[Any]) -> list[float]:
+    sums: dict[str, float] = {}
+    for p in points:
+        sums[p.bucket] = sums.get(p.bucket, 0) + p.value
+    return list(sums.values())
+
+
+def busiest_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    agents = top_agents(data.summary.agents, lambda a: a.messages)[::-1]
+    figure = base_figure(
+        "busiest-agents",
+        dark,
+        xaxis={"title": "messages"},
+        yaxis={"automargin": True},
+        margin={"l": 8, "r": 24, "t": 8, "b": 40},
+    )
+    if not agents:
+        return empty(figure, "No messages in this range")
+    figure["data"] = [
+        {
+            "type": "bar",
+            "orientation": "h",
+            "name": "messages",
+            "y": [escape(a.name) for a in agents],
+            "x": [a.messages for a in agents],
+            "text": [count(a.messages) for a in agents],
+            "textposition": "auto",
+            "marker": {"color": "#6366f1"},
+            "customdata": [[count(a.tokens), money(a.cost)] for a in agents],
+            "hovertemplate": "%{y}: %{x} messages<br>%{customdata[0]} tokens, %{customdata[1]}<extra></extra>",
+        }
+    ]
+    figure["layout"]["showlegend"] = False
+    return figure
+
+
+def stuck_score(agent: AgentFigures) -> float:
+    return agent.seconds_in_status.get("error", 0) + agent.seconds_in_status.get("busy", 0)
+
+
+def status_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    figure = base_figure(
+        "time-in-status",
+        dark,
+        barmode="stack",
+        xaxis={"title": "hours"},
+        yaxis={"automargin": True},
+        margin={"l": 8, "r": 16, "t": 8, "b": 40},
+    )
+    agents = [a for a in data.summary.agents if a.seconds_in_status]
+    # The most time in busy/error first (on top): stuck agents stand out.
+    agents = sorted(agents, key=lambda a: (-stuck_score(a), a.name))[: TOP_AGENTS + 3][::-1]
+    if not agents:
+        return empty(figure, "No status history in this range")
+    figure["data"] = [
+        {
+            "type": "bar",
+            "orientation": "h",
+            "name": status,
+            "y": [escape(a.name) for a in agents],
+            "x": [round(a.seconds_in_status.get(status, 0) / 3600, 3) for a in agents],
+            "marker": {"color": STATUS_HEX[status]},
+            "customdata": [duration(a.seconds_in_status.get(status, 0)) for a in agents],
+            "hovertemplate": f"%{{y}}: {status} for %{{customdata}}<extra></extra>",
+        }
+        for status in AGENT_STATUSES
+        if any(status in a.seconds_in_status for a in agents)
+    ]
+    return figure
+
+
+def spend_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    agents = top_agents(data.summary.agents, lambda a: a.cost or a.tokens / 1e9)[::-1]
+    figure = base_figure(
+        "tokens-and-cost-per-agent",
+        dark,
+        barmode="stack",
+        xaxis={"title": "tokens", "rangemode": "tozero"},
+        xaxis2={"title": "cost ($)", "overlaying": "x", "side": "top", "rangemode": "tozero", "showgrid": False},
+        yaxis={"automargin": True},
+        margin={"l": 8, "r": 16, "t": 40, "b": 40},
+    )
+    if not agents:
+        return empty(figure, "No tokens or cost in this range")
+    names = [escape(a.name) for a in agents]
+    figure["data"] = [
+        {
+            "type": "bar",
+            "orientation": "h",
+            "name": "prompt tokens",
+            "y": names,
+            "x": [a.prompt_tokens for a in agents],
+            "marker": {"color": "#818cf8"},
+            "hovertemplate": "%{y}: %{x:,} prompt tokens<extra></extra>",
+        },
+        {
+            "type": "bar",
+            "orientation": "h",
+            "name": "completion tokens",
+            "y": names,
+            "x": [a.completion_tokens for a in agents],
+            "marker": {"color": "#4f46e5"},
+            "hovertemplate": "%{y}: %{x:,} completion tokens<extra></extra>",
+        },
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "cost",
+            "y": names,
+            "x": [a.cost for a in agents],
+            "xaxis": "x2",
+            "marker": {"color": "#f59e0b", "size": 12, "symbol": "diamond", "line": {"width": 1, "color": "#78350f"}},
+            "customdata": [money(a.cost) for a in agents],
+            "hovertemplate": "%{y}: %{customdata}<extra></extra>",
+        },
+    ]
+    return figure
+
+
+def cost_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    figure = base_figure("cumulative-cost", dark, xaxis=time_axis(data), yaxis={"title": "$", "rangemode": "tozero"})
+    cumulative = [p for p in data.cost.points if p.key == "cumulative"]
+    per_bucket = [p for p in data.cost.points if p.key == "cost"]
+    if not cumulative or cumulative[-1].value == 0:
+        return empty(figure, "No cost in this range")
+    unit = "hour" if data.summary.bucket == "hour" else "day"
+    # The running total as a step line: 0 at the start, each bucket's total at its end, flat to the end.
+    xs = [data.summary.since.isoformat(), *(bucket_end(data, p.bucket) for p in cumulative)]
+    ys = [0.0, *(p.value for p in cumulative)]
+    xs.append(data.summary.until.isoformat())
+    ys.append(cumulative[-1].value)
+    figure["data"] = [
+        {
+            "type": "bar",
+            "name": f"cost per {unit}",
+            "x": [p.bucket for p in per_bucket],
+            "y": [p.value for p in per_bucket],
+            "marker": {"color": "#f59e0b", "opacity": 0.45},
+            "hovertemplate": "%{x}: $%{y:.4f}<extra></extra>",
+            **bucketed_bars(data),
+        },
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "line": {"shape": "hv", "color": "#d97706", "width": 2.5},
+            "name": "cumulative",
+            "x": xs,
+            "y": ys,
+            "hovertemplate": "by %{x}: $%{y:.4f}<extra></extra>",
+        },
+    ]
+    return figure
+
+
+def errors_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    figure = base_figure("errors-over-time", dark, barmode="stack", xaxis=time_axis(data), yaxis={"title": "errors"})
+    if not data.errors.points:
+        return empty(figure, "No errors in this range")
+    labels = {"agent_errors": ("agents into error", "#ef4444"), "failed_runs": ("failed runs", "#f97316")}
+    figure["data"] = [
+        {
+            "type": "bar",
+            "name": label,
+            "x": [p.bucket for p in data.errors.points if p.key == key],
+            "y": [p.value for p in data.errors.points if p.key == key],
+            "marker": {"color": color},
+            "hovertemplate": f"%{{x}}: %{{y}} {label}<extra></extra>",
+            **bucketed_bars(data),
+        }
+        for key, (label, color) in labels.items()
+        if any(p.key == key for p in data.errors.points)
+    ]
+    figure["layout"]["yaxis"] = count_axis(_bucket_sums(data.errors.points), "errors")
+    return figure
+
+
+def run_label(r: RunFigures) -> str:
+    return f"{escape(short(r.idea, 28))} · {r.created_at:%m-%d %H:%M}"
+
+
+def runs_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    figure = base_figure(
+        "run-durations", dark, xaxis=time_axis(data), yaxis={"title": "minutes", "rangemode": "tozero"}
+    )
+    runs = [r for r in data.runs if r.seconds is not None]
+    if not runs:
+        return empty(figure, "No runs in this range")
+    top_cost = max((r.cost for r in runs), default=0) or 1
+    traces = []
+    for status, color in RUN_HEX.items():
+        chosen = [r for r in runs if r.status == status]
+        if not chosen:
+            continue
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": status,
+                "x": [(r.started_at or r.created_at).isoformat() for r in chosen],
+                "y": [round((r.seconds or 0) / 60, 2) for r in chosen],
+                "marker": {
+                    "color": color,
+                    "size": [10 + 18 * (r.cost / top_cost) for r in chosen],
+                    "line": {"width": 1, "color": "rgba(0,0,0,0.3)"},
+                },
+                "customdata": [
+                    [escape(short(r.idea, 60)), duration(r.seconds or 0), money(r.cost), count(r.tokens)]
+                    for r in chosen
+                ],
+                "hovertemplate": (
+                    f"<b>%{{customdata[0]}}</b><br>{status} after %{{customdata[1]}}"
+                    "<br>%{customdata[3]} tokens, %{customdata[2]}<extra></extra>"
+                ),
+            }
+        )
+    figure["data"] = traces
+    return figure
+
+
+def run_cost_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
+    figure = base_figure(
+        "tokens-and-cost-per-run",
+        dark,
+        yaxis={"title": "cost ($)", "rangemode": "tozero"},
+        yaxis2={"title": "tokens", "overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False},
+        xaxis={"showticklabels": False, "title": f"the latest {RUNS_DRAWN} runs, oldest first"},
+        margin={"l": 56, "r": 56, "t": 8, "b": 40},
+    )
+    runs = data.runs[:RUNS_DRAWN][::-1]
+    if not runs:
+        return empty(figure, "No runs in this range")
+    labels = [f"{i + 1}. {run_label(r)}" for i, r in enumerate(runs)]
+    figure["data"] = [
+        {
+            "type": "bar",
+            "name": "cost",
+            "x": labels,
+            "y": [r.cost for r in runs],
+            "marker": {"color": [RUN_HEX.get(r.status, "#94a3b8") for r in runs]},
+            "customdata": [[r.status, money(r.cost)] for r in runs],
+            "hovertemplate": "%{x}<br>%{customdata[0]}, %{customdata[1]}<extra></extra>",
+        },
+        {
+            "type": "scatter",
+            "mode": "markers",
+            "name": "tokens",
+            "x": labels,
+            "y": [r.tokens for r in runs],
+            "yaxis": "y2",
+            "marker": {"color": "#6366f1", "size": 8, "symbol": "circle-open", "line": {"width": 2}},
+            "hovertemplate": "%{x}<br>%{y:,} tokens<extra></extra>",
+        },
+    ]
+    return figure
+
+
+# -- CSV of each chart ----------------------------------------------------------------------------
+def messages_csv(data: Dashboard) -> bytes:
+    return csv_bytes(
+        ["bucket_utc", "agent", "messages"], ((p.bucket, p.key, int(p.value)) for p in data.messages.points)
+    )
+
+
+def agents_csv(data: Dashboard) -> bytes:
+    return csv_bytes(
+        ["agent", "status", "messages", "prompt_tokens", "completion_tokens", "tokens", "cost", "errors"],
+        (
+            (a.name, a.status, a.messages, a.prompt_tokens, a.completion_tokens, a.tokens, a.cost, a.errors)
+            for a in data.summary.agents
+        ),
+    )
+
+
+def status_csv(data: Dashboard) -> bytes:
+    return csv_bytes(
+        ["agent", "status", "seconds"],
+        ((a.name, s, sec) for a in data.summary.agents for s, sec in sorted(a.seconds_in_status.items())),
+    )
+
+
+def cost_csv(data: Dashboard) -> bytes:
+    per_bucket = {p.bucket: p.value for p in data.cost.points if p.key == "cost"}
+    cumulative = {p.bucket: p.value for p in data.cost.points if p.key == "cumulative"}
+    return csv_bytes(["bucket_utc", "cost", "cumulative_cost"], ((b, per_bucket[b], cumulative[b]) for b in per_bucket))
+
+
+def errors_csv(data: Dashboard) -> bytes:
+    table: dict[str, dict[str, float]] = {}
+    for p in data.errors.points:
+        table.setdefault(p.bucket, {})[p.key] = p.value
+    return csv_bytes(
+        ["bucket_utc", "agent_errors", "failed_runs"],
+        ((b, int(v.get("agent_errors", 0)), int(v.get("failed_runs", 0))) for b, v in sorted(table.items())),
+    )
+
+
+def runs_csv(data: Dashboard) -> bytes:
+    return csv_bytes(
+        ["run_id", "idea", "status", "created_at", "started_at", "finished_at", "seconds", "prompt_tokens",
+         "completion_tokens", "tokens", "cost", "error"],
+        (
+            (
+                r.run_id, r.idea, r.status, r.created_at.isoformat(),
+                r.started_at.isoformat() if r.started_at else "", r.finished_at.isoformat() if r.finished_at else "",
+                r.seconds if r.seconds is not None else "", r.prompt_tokens, r.completion_tokens, r.tokens, r.cost,
+                r.error,
+            )
+            for r in data.runs
+        ),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    name: str
+    title: str
+    subtitle: str
+    figure: Callable[[Dashboard, bool], dict[str, Any]]
+    csv: Callable[[Dashboard], bytes]
+    wide: bool = False
+
+
+CHARTS = (
+    ChartSpec("messages", "Messages over time", "per agent, stacked", messages_figure, messages_csv, wide=True),
+    ChartSpec("busiest", "Busiest agents", "messages in the range", busiest_figure, agents_csv),
+    ChartSpec("status", "Time in each status", "from the status audit trail, hours", status_figure, status_csv),
+    ChartSpec("spend", "Tokens and cost per agent", "most expensive first", spend_figure, agents_csv),
+    ChartSpec("cost", "Cumulative cost", "running total since the start of the range", cost_figure, cost_csv),
+    ChartSpec("errors", "Errors over time", "transitions into error and failed runs", errors_figure, errors_csv),
+    ChartSpec("runs", "Run durations and outcomes", "each dot a run; size = cost", runs_figure, runs_csv),
+    ChartSpec("run-cost", "Tokens and cost per run", "bar colour = outcome", run_cost_figure, runs_csv),
+)
+
+
+# -- the page -------------------------------------------------------------------------------------
+@dataclass
+class Filters:
+    range: str = "7d"
+    custom: tuple[datetime, datetime] | None = None
+    agent_ids: list[str] = field(default_factory=list)
+    project_id: str = ALL
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        if self.range == CUSTOM and self.custom is not None:
+            return self.custom
+        return now - PRESETS.get(self.range, PRESETS["7d"])[1], now
+
+    @property
+    def rolling(self) -> bool:
+        return self.range != CUSTOM
+
+
+class Chart:
+    """A card with a title, PNG and CSV buttons and one ui.plotly."""
+
+    def __init__(self, page: AnalyticsPage, spec: ChartSpec) -> None:
+        self.page = page
+        self.spec = spec
+        span = "lg:col-span-2" if spec.wide else ""
+        with ui.card().classes(f"{CARD} {span}").mark(f"chart-card chart-card-{spec.name}"):
+            with ui.row().classes("w-full items-start no-wrap gap-2"):
+                with ui.column().classes("gap-0 grow min-w-0"):
+                    ui.label(spec.title).classes("text-base font-semibold")
+                    self.subtitle = ui.label(spec.subtitle).classes(f"text-xs {MUTED}")
+                ui.button(icon="image", on_click=self.download_png).props(
+                    f'flat round dense size=sm aria-label="Download {spec.title} as PNG"'
+                ).tooltip("Download PNG").mark(f"png-{spec.name}")
+                ui.button(icon="table_view", on_click=self.download_csv).props(
+                    f'flat round dense size=sm aria-label="Download {spec.title} as CSV"'
+                ).tooltip("Download CSV").mark(f"csv-{spec.name}")
+            self.plot = ui.plotly(base_figure(spec.name, page.dark)).classes("w-full").mark(f"chart chart-{spec.name}")
+
+    def render(self, data: Dashboard, dark: bool) -> None:
+        self.plot.update_figure(self.spec.figure(data, dark))
+
+    def download_png(self) -> None:
+        """plotly.js renders the PNG in the browser, as drawn (theme included)."""
+        self.plot.run_plot_method(
+            "downloadImage", {"format": "png", "filename": self.filename(), "width": 1200, "height": 600, "scale": 2}
+        )
+
+    def download_csv(self) -> None:
+        if self.page.data is None:
+            ui.notify("Nothing loaded yet", type="warning")
+            return
+        ui.download.content(self.spec.csv(self.page.data), f"{self.filename()}.csv", "text/csv")
+
+    def filename(self) -> str:
+        data = self.page.data
+        stamp = f"-{data.summary.since:%Y%m%d%H%M}-{data.summary.until:%Y%m%d%H%M}" if data else ""
+        return f"agentdeck-{self.spec.name}{stamp}"
+
+
+class AnalyticsPage:
+    def __init__(
+        self,
+        workspace: WorkspacePublic,
+        agents: list[AgentRef],
+        projects: list[ProjectPublic],
+        dark: ui.dark_mode | None,
+    ) -> None:
+        self.workspace = workspace
+        self.agents = agents
+        self.projects = projects
+        self.dark_mode = dark
+        self.filters = Filters()
+        self.data: Dashboard | None = None
+        self.stale = False
+        self.loading = False
+        self.generation = 0
+        self.loaded_at: datetime | None = None
+        self.charts: list[Chart] = []
+        self._build()
+        if dark is not None:
+            dark.on_value_change(lambda _: self.render())
+
+    @property
+    def dark(self) -> bool:
+        return bool(self.dark_mode.value) if self.dark_mode is not None else False
+
+    # -- layout ----------------------------------------------------------------------------
+    def _build(self) -> None:
+        with ui.column().classes("w-full gap-1"), ui.row().classes("w-full items-center gap-3"):
+            options = {key: label for key, (label, _) in PRESETS.items()} | {CUSTOM: "Custom"}
+            self.range = (
+                ui.toggle(options, value=self.filters.range, on_change=lambda e: self._range_chosen(e.value))
+                .props("no-caps unelevated toggle-color=primary")
+                .classes("border border-slate-200 dark:border-slate-700 rounded-lg")
+                .mark("range")
+            )
+            with (
+                ui.button(icon="date_range").props("outline no-caps").mark("custom-range-button") as self.custom_button
+            ):
+                self.custom_label = ui.label("Pick dates")
+                with ui.menu() as self.custom_menu:
+                    self.date = (
+                        ui.date(on_change=lambda e: self._dates_chosen(e.value)).props("range").mark("custom-range")
+                    )
+            self.custom_button.set_visibility(False)
+            agent_options = {str(a.agent_id): a.name for a in self.agents}
+            self.agent_select = (
+                ui.select(agent_options, multiple=True, label="Agents", clearable=True, on_change=self._agents_chosen)
+                .props('dense outlined use-chips options-dense max-values=20 aria-label="Agents"')
+                .classes("min-w-48 max-w-96")
+                .mark("agent-filter")
+            )
+            if self.projects:
+                project_options = {ALL: "All projects", **{str(p.id): p.name for p in self.projects}}
+                ui.select(project_options, value=ALL, label="Project", on_change=self._project_chosen).props(
+                    'dense outlined options-dense aria-label="Project"'
+                ).classes("w-48").mark("project-filter")
+            ui.space()
+            with ui.row().classes("items-center gap-1 no-wrap"):
+                ui.icon("sensors").classes("text-base text-emerald-500").tooltip(
+                    f"Live: new events reload the figures, at most every {THROTTLE_SECONDS:g} s"
+                )
+                self.status = ui.label("Loading…").classes(f"text-xs {MUTED}").mark("updated")
+                ui.button(icon="refresh", on_click=self.reload).props(
+                    'flat round dense aria-label="Reload now"'
+                ).tooltip("Reload now").mark("reload")
+
+        with ui.card().classes(f"{CARD} items-center py-10 border-dashed shadow-none") as self.empty_state:
+            ui.icon("insights").classes("text-5xl text-slate-300")
+            ui.label("Nothing to chart yet").classes("text-lg font-medium").mark("analytics-empty")
+            ui.label(
+                "This workspace has no agents. Create agents on the Agents board and start a team run: their "
+                "messages, statuses, tokens and costs appear here as they happen."
+            ).classes(f"text-sm {MUTED} text-center max-w-xl")
+            ui.button("Go to agents", icon="smart_toy", on_click=lambda: ui.navigate.to("/")).props(
+                "unelevated no-caps"
+            )
+        self.empty_state.set_visibility(False)
+
+        with ui.column().classes("w-full gap-6") as self.content:
+            with ui.element("div").classes("w-full grid gap-4 grid-cols-1 sm:grid-cols-2 xl:grid-cols-4"):
+                self.headline_cost = Headline("payments", "Costs most", "headline-cost")
+                self.headline_stuck = Headline("hourglass_bottom", "Stuck", "headline-stuck")
+                self.headline_failures = Headline("report", "Failures", "headline-failures")
+                self.headline_activity = Headline("forum", "Activity", "headline-activity")
+            with ui.element("div").classes("w-full grid gap-4 grid-cols-1 lg:grid-cols-2"):
+                for spec in CHARTS[:2]:
+                    self.charts.append(Chart(self, spec))
+                with ui.card().classes(f"{CARD}").mark("failures-card"):
+                    with ui.row().classes("w-full items-center gap-2"):
+                        ui.icon("report", color="negative").classes("text-xl")
+                        ui.label("What failed and when").classes("text-base font-semibold")
+                        ui.space()
+                        self.failures_count = ui.label().classes(f"text-xs {MUTED}")
+                    self.failures = (
+                        ui.column().classes("w-full gap-1 max-h-[320px] overflow-auto").mark("failures-list")
+                    )
+                for spec in CHARTS[2:]:
+                    self.charts.append(Chart(self, spec))
+        self.content.set_visibility(False)
+
+    # -- filters -------------------------------------------------------------------------------
+    async def _range_chosen(self, value: str | None) -> None:
+        self.filters.range = value or "7d"
+        custom = self.filters.range == CUSTOM
+        self.custom_button.set_visibility(custom)
+        if custom:
+            if self.filters.custom is None:
+                now = utcnow()
+                self.filters.custom = (datetime.combine(now.date() - timedelta(days=6), datetime.min.time(), UTC), now)
+                self.date.value = {"from": f"{now.date() - timedelta(days=6):%Y/%m/%d}", "to": f"{now.date():%Y/%m/%d}"}
+            self.custom_menu.open()
+        self._show_custom_label()
+        await self.reload()
+
+    async def _dates_chosen(self, value: Any) -> None:
+        if not value:
+            return
+        if isinstance(value, str):
+            first = last = value
+        else:
+            first, last = value.get("from"), value.get("to")
+        try:
+            start = datetime.strptime(first, "%Y/%m/%d").replace(tzinfo=UTC)
+            end = datetime.strptime(last, "%Y/%m/%d").replace(tzinfo=UTC) + timedelta(days=1)
+        except (TypeError, ValueError):
+            return
+        self.filters.custom = (start, end)
+        self._show_custom_label()
+        if self.filters.range == CUSTOM:
+            await self.reload()
+
+    def _show_custom_label(self) -> None:
+        if self.filters.custom is not None:
+            start, end = self.filters.custom
+            self.custom_label.set_text(f"{start:%b %d} – {end - timedelta(seconds=1):%b %d}")
+
+    async def _agents_chosen(self, event: Any) -> None:
+        self.filters.agent_ids = list(event.value or [])
+        await self.reload()
+
+    async def _project_chosen(self, event: Any) -> None:
+        self.filters.project_id = event.value or ALL
+        await self.reload()
+
+    def query(self) -> AnalyticsQuery:
+        since, until = self.filters.window(utcnow())
+        return AnalyticsQuery(
+            workspace_id=self.workspace.id,
+            since=since,
+            until=until,
+            agent_ids=[uuid.UUID(a) for a in self.filters.agent_ids] or None,
+            project_id=uuid.UUID(self.filters.project_id) if self.filters.project_id else None,
+        )
+
+    # -- loading -------------------------------------------------------------------------------
+    async def reload(self) -> None:
+        self.generation += 1
+        generation = self.generation
+        self.loading = True
+        self.stale = False
+        self.status.set_text("Loading…")
+        try:
+            query = self.query()
+            data = await run.io_bound(get_services().analytics.dashboard, query)
+        except NotFound:
+            if generation == self.generation:
+                ui.notify("An agent or project of the filter no longer exists; the filter was cleared", type="warning")
+                self.loading = False
+                self.filters.agent_ids, self.filters.project_id = [], ALL
+                self.agent_select.value = []
+            return
+        except DomainError as exc:
+            if generation == self.generation:
+                ui.notify(str(exc), type="negative")
+                self.status.set_text("Could not load")
+                self.loading = False
+            return
+        if generation != self.generation:  # a newer filter change took over
+            return
+        self.loading = False
+        self.data = data
+        self.loaded_at = utcnow()
+        self.render()
+
+    async def tick(self) -> None:
+        """The throttle: reload when events marked the data stale (or a rolling range aged)."""
+        if self.loading or self.loaded_at is None:
+            return
+        aged = self.filters.rolling and (utcnow() - self.loaded_at).total_seconds() >= ROLLING_REFRESH_SECONDS
+        if self.stale or aged:
+            await self.reload()
+
+    def on_event(self, event: EventOut) -> None:
+        if event.type in WATCHED:
+            self.stale = True
+            if event.type in (EventType.AGENT_CREATED, EventType.AGENT_DELETED, EventType.AGENT_UPDATED):
+                self._agent_options_changed(event)
+
+    def _agent_options_changed(self, event: EventOut) -> None:
+        agent = event.data.get("agent") or {}
+        options = dict(self.agent_select.options) if isinstance(self.agent_select.options, dict) else {}
+        if event.type == EventType.AGENT_DELETED and event.agent_id is not None:
+            options.pop(str(event.agent_id), None)
+        elif agent.get("id") and agent.get("name"):
+            options[str(agent["id"])] = str(agent["name"])
+        self.agent_select.set_options(
+            dict(sorted(options.items(), key=lambda kv: kv[1].casefold())),
+            value=[v for v in (self.agent_select.value or []) if v in options],
+        )
+
+    # -- rendering -----------------------------------------------------------------------------
+    def render(self) -> None:
+        data = self.data
+        if data is None:
+            return
+        summary = data.summary
+        nothing = not summary.agents and not data.runs and not self.filters.agent_ids and not self.filters.project_id
+        self.empty_state.set_visibility(nothing)
+        self.content.set_visibility(not nothing)
+        stamp = full_time(self.loaded_at) if self.loaded_at else ""
+        unit = "hourly" if summary.bucket == "hour" else "daily"
+        self.status.set_text(f"{summary.since:%b %d %H:%M} – {summary.until:%b %d %H:%M} UTC · {unit}")
+        self.status.props["title"] = f"Updated {stamp}"
+        if nothing:
+            return
+        dark = self.dark
+        self._headlines(data)
+        self._failures(data)
+        for chart in self.charts:
+            chart.render(data, dark)
+
+    def _headlines(self, data: Dashboard) -> None:
+        summary, totals = data.summary, data.summary.totals
+        spender = summary.agents[0] if summary.agents and summary.agents[0].cost > 0 else None
+        if spender is not None:
+            share = spender.cost / totals["cost"] * 100 if totals["cost"] else 0
+            self.headline_cost.show(
+                spender.name,
+                f"{money(spender.cost)} · {share:.0f}% of {money(totals['cost'])} · {count(spender.tokens)} tokens",
+                tone="warning",
+            )
+        elif totals["tokens"] > 0:  # tokens but no cost (e.g. the free offline demo model)
+            heavy = max(summary.agents, key=lambda a: a.tokens)
+            self.headline_cost.show(
+                heavy.name, f"{count(heavy.tokens)} tokens, the most · no cost recorded in this range", tone="warning"
+            )
+        else:
+            self.headline_cost.show("No spend", "No tokens were used in this range", tone="muted")
+
+        now = utcnow()
+        in_error = sorted((a for a in summary.agents if a.status == "error"), key=lambda a: a.status_since or now)
+        busy_long = sorted(
+            (a for a in summary.agents if a.status == "busy" and a.status_since and now - a.status_since > STUCK_BUSY),
+            key=lambda a: a.status_since or now,
+        )
+        if in_error or busy_long:
+            first = (in_error or busy_long)[0]
+            since = duration((now - first.status_since).total_seconds()) if first.status_since else "a while"
+            detail = f"{first.status} for {since}"
+            if first.status_reason:
+                detail += f" — {short(first.status_reason, 60)}"
+            more = len(in_error) + len(busy_long) - 1
+            if more:
+                detail += f" · {more} more stuck"
+            self.headline_stuck.show(first.name, detail, tone="negative")
+        else:
+            worst = max(summary.agents, key=stuck_score, default=None)
+            if worst is not None and stuck_score(worst) > 0:
+                self.headline_stuck.show(
+                    "Nobody stuck now",
+                    f"Longest in busy/error: {worst.name}, {duration(stuck_score(worst))} in this range",
+                    tone="positive",
+                )
+            else:
+                self.headline_stuck.show("Nobody stuck", "No agent is in error or busy for long", tone="positive")
+
+        errors = int(totals["errors"])
+        if errors and data.failures:
+            last = data.failures[0]
+            what = "run failed" if last.kind == "run_failed" else "went into error"
+            self.headline_failures.show(
+                f"{errors} failure{'s' if errors != 1 else ''}",
+                f"Last {when(last.at)} UTC: {short(last.subject, 32)} {what}",
+                tone="negative",
+            )
+        else:
+            self.headline_failures.show("No failures", "No agent went into error, no run failed", tone="positive")
+
+        outcomes = ", ".join(f"{n} {status}" for status, n in sorted(summary.runs_by_outcome.items()))
+        self.headline_activity.show(
+            f"{count(totals['messages'])} messages",
+            f"{count(totals['tokens'])} tokens · {int(totals['runs'])} run{'' if totals['runs'] == 1 else 's'}"
+            + (f" ({outcomes})" if outcomes else ""),
+            tone="primary",
+        )
+
+    def _failures(self, data: Dashboard) -> None:
+        self.failures.clear()
+        self.failures_count.set_text(f"latest {len(data.failures)}" if data.failures else "")
+        with self.failures:
+            if not data.failures:
+                with ui.row().classes("items-center gap-2 py-6 w-full justify-center"):
+                    ui.icon("check_circle", color="positive")
+                    ui.label("Nothing failed in this range").classes(f"text-sm {MUTED}")
+                return
+            for failure in data.failures:
+                icon = "rocket_launch" if failure.kind == "run_failed" else "smart_toy"
+                link = f"/runs/{failure.run_id}" if failure.run_id else f"/agents/{failure.agent_id}"
+                with (
+                    ui.link(target=link)
+                    .classes(
+                        "w-full no-underline text-inherit rounded-lg px-2 py-1 hover:bg-slate-100 "
+                        "dark:hover:bg-slate-700/60"
+                    )
+                    .mark("failure"),
+                    ui.row().classes("w-full items-start no-wrap gap-2"),
+                ):
+                    ui.icon(icon, color="negative").classes("text-lg mt-0.5")
+                    with ui.column().classes("gap-0 min-w-0 grow"):
+                        what = "run failed" if failure.kind == "run_failed" else "went into error"
+                        ui.label(f"{short(failure.subject, 60)} {what}").classes("text-sm font-medium truncate w-full")
+                        if failure.reason:
+                            ui.label(short(failure.reason, 140)).classes(f"text-xs {MUTED} line-clamp-2")
+                    ui.label(f"{when(failure.at)}").classes(f"text-xs {MUTED} shrink-0").tooltip(full_time(failure.at))
+
+
+TONES = {
+    "primary": "bg-indigo-50 text-indigo-600 dark:bg-indigo-500/15 dark:text-indigo-300",
+    "warning": "bg-amber-50 text-amber-600 dark:bg-amber-500/15 dark:text-amber-300",
+    "negative": "bg-red-50 text-red-600 dark:bg-red-500/15 dark:text-red-300",
+    "positive": "bg-emerald-50 text-emerald-600 dark:bg-emerald-500/15 dark:text-emerald-300",
+    "muted": "bg-slate-100 text-slate-500 dark:bg-slate-700 dark:text-slate-300",
+}
+
+
+class Headline:
+    """One answer at a glance: an icon, a question, the answer and a line of detail."""
+
+    def __init__(self, icon: str, question: str, marker: str) -> None:
+        with ui.card().classes(f"{CARD} shadow-sm").mark(marker):
+            with ui.row().classes("w-full items-center no-wrap gap-3"):
+                self.icon = ui.icon(icon).classes(f"text-xl p-2 rounded-lg {TONES['muted']}")
+                ui.label(question).classes(f"text-xs uppercase tracking-wider font-medium {MUTED}")
+            self.answer = ui.label("…").classes("text-xl font-semibold truncate w-full").mark(f"{marker}-answer")
+            self.detail = ui.label("").classes(f"text-sm {MUTED} line-clamp-2").mark(f"{marker}-detail")
+        self.tone = "muted"
+
+    def show(self, answer: str, detail: str, *, tone: str) -> None:
+        self.answer.set_text(answer)
+        self.answer.props["title"] = answer
+        self.detail.set_text(detail)
+        if tone != self.tone:
+            self.icon.classes(remove=TONES[self.tone], add=TONES[tone])
+            self.tone = tone
+
+
+def find_dark_mode() -> ui.dark_mode | None:
+    """The page frame's dark-mode element (ui/theme.py), to redraw the charts when it flips."""
+    for element in context.client.elements.values():
+        if isinstance(element, ui.dark_mode):
+            return element
+    return None
+
+
+@router.page("/analytics")
+async def analytics_page() -> None:
+    with frame("Analytics") as workspace:
+        services = get_services()
+        agents, projects = await run.io_bound(
+            lambda: (services.analytics.agents(workspace.id), services.workspaces.list_projects(workspace.id))
+        )
+        page = AnalyticsPage(workspace, agents, projects, find_dark_mode())
+        # Events only mark the figures stale; the timer reloads at most every THROTTLE_SECONDS.
+        live.subscribe(EventFilter(workspace_id=workspace.id), page.on_event)
+        ui.timer(THROTTLE_SECONDS, page.tick)
+        # The first load runs after the page is sent: a large history must not hold the page up.
+        ui.timer(0, page.reload, once=True)
