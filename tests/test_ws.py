@@ -356,6 +356,34 @@ async def test_a_demo_model_run_is_followed_on_the_stream_from_run_started_to_ru
     assert {"run_round", "agent_message", "agent_activity"} <= {f["type"] for f in frames}
 
 
+@pytest.mark.slow
+async def test_a_run_started_over_the_api_is_followed_on_the_stream_to_run_finished(deck: Deck) -> None:
+    """The whole path through the server: POST /api/runs (202), the server's own runtime executes
+    the run with the demo model, and its events reach the WebSocket client live."""
+    ws = deck.workspace(code_execution=False)
+    secret = deck.token(ws)
+    team = [deck.agent(ws, name, slug) for slug, name in [("product-manager", "Priya"), ("architect", "Arjun")]]
+    head = deck.services.bus._head_seq()
+    async with stream(deck.url("/ws/agents/stream", since=head), secret) as events:
+        async with deck.rest(secret) as client:
+            started = await client.post(
+                "/api/runs",
+                json={"workspace_id": str(ws.id), "agent_ids": [str(a.id) for a in team], "idea": "a todo app"},
+            )
+        assert started.status_code == 202, started.text
+        run_id = started.json()["id"]
+        frames = await events.until(lambda f: f["type"] == "run_finished" and f["run_id"] == run_id, timeout=RUN_WAIT)
+
+    run_frames = [f for f in frames if f["run_id"] == run_id]
+    assert run_frames[0]["type"] == "run_started"
+    assert run_frames[-1]["data"]["run"]["status"] == "completed", run_frames[-1]["data"]["run"]["error"]
+    senders = {f["data"]["message"]["sender"] for f in run_frames if f["type"] == "agent_message"}
+    assert {"Priya", "Arjun"} <= senders
+    assert any(f["type"] == "llm_token" for f in run_frames)  # streamed live, never stored
+    stored = [f["seq"] for f in frames if f["seq"] is not None]
+    assert stored == sorted(set(stored)) and stored[0] > head
+
+
 # -- who may listen ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/ws/agents/stream", "/ws/agents/{agent}"])
 async def test_a_missing_wrong_or_revoked_token_is_refused_with_401(deck: Deck, path: str) -> None:
