@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
-from api.common import AUTH_ERRORS, MAX_INT, Cursor, Limit, errors
+from api.common import AUTH_ERRORS, Cursor, Limit, errors
 from api.deps import CurrentPrincipal, ServicesDep
 from core.context import (
     ContextDiff,
@@ -24,16 +24,17 @@ from core.context import (
 )
 from core.pagination import DEFAULT_LIMIT
 from core.schemas import Page
+from core.validation import MAX_INT32
 
 router = APIRouter(prefix="/api/agents/{agent_id}/context", tags=["context"], responses=AUTH_ERRORS)
 
 
 class RollbackRequest(ContextRollback):
     # Bounded here until core's ContextRollback is: a larger number overflows SQLite's driver (500).
-    version: int = Field(ge=1, le=MAX_INT)
+    version: int = Field(ge=1, le=MAX_INT32)
 
 
-Version = Annotated[int, Path(ge=1, le=MAX_INT, description="a version number of this agent's context")]
+Version = Annotated[int, Path(ge=1, le=MAX_INT32, description="a version number of this agent's context")]
 
 
 @router.get("", response_model=ContextPublic, responses=errors(404))
@@ -82,8 +83,8 @@ def diff_versions(
     agent_id: uuid.UUID,
     principal: CurrentPrincipal,
     services: ServicesDep,
-    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_INT)],
-    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_INT)],
+    from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_INT32)],
+    to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_INT32)],
 ) -> ContextDiff:
     """The RFC 6902 operations that turn version `from` into version `to`, with both snapshots."""
     return services.contexts.diff(agent_id, from_version, to_version, scope=principal.workspace())

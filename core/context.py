@@ -29,7 +29,7 @@ from core.errors import InvalidInput, NotFound, StaleVersion, TooLarge
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import Page, Public
-from core.validation import MAX_INT, NoNul, check_storable_json, check_text
+from core.validation import MAX_INT32, NoNul, check_storable_json, check_text
 from storage.models import AgentContext, AgentContextVersion, AgentInstance
 from storage.types import utcnow
 
@@ -50,7 +50,7 @@ class ContextUpdate(BaseModel):
 
     data: dict[str, Any] | None = None
     patch: dict[str, Any] | None = None
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_INT32)
     reason: Reason = ""
 
     @model_validator(mode="after")
@@ -61,9 +61,9 @@ class ContextUpdate(BaseModel):
 
 
 class ContextRollback(BaseModel):
-    version: int = Field(ge=1, le=MAX_INT)
+    version: int = Field(ge=1, le=MAX_INT32)
     reason: Reason = ""
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_INT32)
 
 
 class ContextVersionSummary(Public):
@@ -158,7 +158,7 @@ class ContextService:
             stmt = select(AgentContextVersion).where(AgentContextVersion.context_id == context.id)
             if cursor:
                 (before,) = decode_cursor(cursor, 1)
-                if isinstance(before, bool) or not isinstance(before, int) or not 0 <= before <= MAX_INT:
+                if isinstance(before, bool) or not isinstance(before, int) or not 0 <= before <= MAX_INT32:
                     raise InvalidInput("malformed cursor")
                 stmt = stmt.where(AgentContextVersion.version < before)
             stmt = stmt.order_by(col(AgentContextVersion.version).desc()).limit(limit + 1)
@@ -239,6 +239,8 @@ def _context(session: Session, agent_id: uuid.UUID, scope: uuid.UUID | None) -> 
 
 
 def _version(session: Session, context: AgentContext, version: int) -> AgentContextVersion:
+    if not 1 <= version <= MAX_INT32:  # no such version can exist (and PostgreSQL would refuse the number)
+        raise NotFound("context version", version)
     row = session.exec(
         select(AgentContextVersion).where(
             AgentContextVersion.context_id == context.id, AgentContextVersion.version == version

@@ -35,7 +35,7 @@ from core.errors import InvalidInput, NotFound, TooLarge
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import Page
-from core.validation import MAX_INT, check_storable_json
+from core.validation import MAX_INT32, check_storable_json
 from storage.models import AgentInstance, AgentMessage, Run, Workspace
 from storage.types import utcnow
 
@@ -350,7 +350,7 @@ def _cost(value: Any) -> float:
 # -- reading helpers -------------------------------------------------------------------------
 def _seq_cursor(cursor: str) -> int:
     (seq,) = decode_cursor(cursor, 1)
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT:
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT32:
         raise InvalidInput("malformed cursor", cursor=cursor)
     return seq
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from core.validation import NoNul
+from core.validation import MAX_INT32, NoNul
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
@@ -119,7 +119,10 @@ class AgentUpdate(BaseModel):
     config: dict[str, Any] | None = None
     project_id: uuid.UUID | None = None
     expected_lock_version: int | None = Field(
-        default=None, description="refuse the update (409) if the agent changed since this lock_version"
+        default=None,
+        ge=1,
+        le=MAX_INT32,
+        description="refuse the update (409) if the agent changed since this lock_version",
     )
 
 
@@ -143,7 +146,7 @@ class AgentPublic(Public):
 class StatusChangeRequest(BaseModel):
     status: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
     reason: Annotated[str, StringConstraints(max_length=2000), NoNul] = ""
-    expected_lock_version: int | None = None
+    expected_lock_version: int | None = Field(default=None, ge=1, le=MAX_INT32)
 
 
 class StatusChangePublic(Public):

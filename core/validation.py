@@ -15,6 +15,8 @@ from core.errors import InvalidInput
 
 # JSON replies are rendered with orjson, which refuses integers outside 64 bits; jsonb too.
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+# Version numbers, lock versions and thread positions are INTEGER columns (32-bit on PostgreSQL).
+MAX_INT32 = 2**31 - 1
 
 
 def check_storable_json(value: Any, what: str) -> str:

@@ -541,3 +541,16 @@ def test_another_workspaces_agent_is_not_found_through_any_context_call(services
         assert "secret" not in str(missing.value)
     assert total_rows(services) == before
     assert services.contexts.get(agent.id, scope=theirs).data == {"secret": 1}
+
+
+def test_version_numbers_beyond_the_column_range_are_unknown_not_errors(services: Services) -> None:
+    """Versions are 32-bit INTEGER columns: PostgreSQL would refuse larger numbers (a 500)."""
+    agent = make_agent(services, make_workspace(services))
+    before = total_rows(services)
+    with pytest.raises(NotFound):
+        services.contexts.version(agent.id, 2**40)
+    with pytest.raises(NotFound):
+        services.contexts.diff(agent.id, 1, 2**40)
+    with pytest.raises(ValidationError):
+        ContextRollback(version=2**40)
+    assert total_rows(services) == before
