@@ -120,7 +120,7 @@ class AgentUpdate(BaseModel):
     project_id: uuid.UUID | None = None
     expected_lock_version: int | None = Field(
         default=None,
-        ge=1,
+        ge=0,
         le=MAX_INT32,
         description="refuse the update (409) if the agent changed since this lock_version",
     )
@@ -146,7 +146,7 @@ class AgentPublic(Public):
 class StatusChangeRequest(BaseModel):
     status: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
     reason: Annotated[str, StringConstraints(max_length=2000), NoNul] = ""
-    expected_lock_version: int | None = Field(default=None, ge=1, le=MAX_INT32)
+    expected_lock_version: int | None = Field(default=None, ge=0, le=MAX_INT32)
 
 
 class StatusChangePublic(Public):
