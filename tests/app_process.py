@@ -24,9 +24,7 @@ def free_port() -> int:
 def clean_env(**overrides: str) -> dict[str, str]:
     """The parent's environment minus what would make NiceGUI think it runs inside pytest."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTEST_", "NICEGUI_")) and k not in {"DATABASE_URL"}
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_")) and k not in {"DATABASE_URL"}
     }
     env.update(overrides)
     return env

@@ -86,7 +86,9 @@ def _sop_run(rt: Services, server: LlmServer, code_execution: bool) -> uuid.UUID
     rt.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": code_execution}))
     rt.llm_profiles.create(
         ws.id,
-        LlmProfileCreate(name="loopback", api_type="openai", model="gpt-4o-mini", base_url=server.base_url, api_key="sk-x"),
+        LlmProfileCreate(
+            name="loopback", api_type="openai", model="gpt-4o-mini", base_url=server.base_url, api_key="sk-x"
+        ),
     )
     agents = [rt.agents.create(AgentCreate(workspace_id=ws.id, definition=slug, name=name)).id for slug, name in SOP]
     run = rt.runtime.start_run(RunCreate(workspace_id=ws.id, agent_ids=agents, idea="a CLI todo app", n_rounds=10))

@@ -32,6 +32,9 @@ def ui_environment(
     if marker is not None:
         monkeypatch.setenv("AGENTDECK_PASSWORD", marker.args[0])
     from nicegui import app as _app
+
+    # Each test re-runs main.py, and every include_router wraps the app's lifespan once more;
+    # without putting the original back, a few dozen tests exceed the recursion limit.
     saved = _app.router.lifespan_context
     yield
     _app.router.lifespan_context = saved
