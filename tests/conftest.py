@@ -27,6 +27,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
+def metagpt_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MetaGPT imported the way the app does it (rooted in a data dir, ~/.metagpt hidden);
+    returns its root, the first one of the session if MetaGPT was already imported."""
+    from core.runtime.bootstrap import configure_metagpt
+
+    return configure_metagpt(tmp_path_factory.mktemp("metagpt-data"))
+
+
+@pytest.fixture(scope="session")
 def template_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = migrated_template(tmp_path_factory.mktemp("template"))
     yield url

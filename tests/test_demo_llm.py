@@ -13,36 +13,6 @@ import pytest
 
 IDEA = "a CLI todo app"
 
-PLACEHOLDER_CONFIG = """\
-llm:
-  api_type: openai
-  model: gpt-4o-mini
-  # Port 9 (discard) so an LLM built from this placeholder fails at once instead of going online.
-  base_url: http://127.0.0.1:9/v1
-  api_key: sk-placeholder
-"""
-
-
-@pytest.fixture(scope="session")
-def metagpt_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Import metagpt with its project root and HOME in a temp dir (both are read at import)."""
-    root = tmp_path_factory.mktemp("metagpt_root")
-    (root / "config").mkdir()
-    (root / "config" / "config2.yaml").write_text(PLACEHOLDER_CONFIG)
-    home = tmp_path_factory.mktemp("home")
-    os.environ.setdefault("METAGPT_PROJECT_ROOT", str(root))
-    old_home = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        import metagpt.roles  # noqa: F401 - must precede metagpt.team/environment (pydantic forward refs)
-        from metagpt.const import METAGPT_ROOT
-    finally:
-        if old_home is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old_home
-    yield METAGPT_ROOT
-
 
 @pytest.fixture
 def demo(metagpt_root: Path) -> ModuleType:

@@ -7,7 +7,7 @@ import logging
 import os
 import stat
 import uuid
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,14 +32,6 @@ from storage.models import Event, LlmProfile
 
 KEY = "sk-test-0123456789abcdefWXYZ"
 OTHER_KEY = "sk-other-9876543210zyxwvuQRST"
-
-PLACEHOLDER_CONFIG = """\
-llm:
-  api_type: openai
-  model: gpt-4o-mini
-  base_url: http://127.0.0.1:9/v1
-  api_key: sk-placeholder
-"""
 
 
 @pytest.fixture
@@ -451,24 +443,10 @@ def test_deleting_the_workspace_deletes_its_profiles(
 
 
 @pytest.fixture(scope="module")
-def metagpt_llm_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """metagpt.configs.llm_config, imported with its root and HOME in temp dirs (both are read at
-    import time; the same approach as tests/test_demo_llm.py)."""
-    root = tmp_path_factory.mktemp("metagpt_root")
-    (root / "config").mkdir()
-    (root / "config" / "config2.yaml").write_text(PLACEHOLDER_CONFIG)
-    home = tmp_path_factory.mktemp("home")
-    os.environ.setdefault("METAGPT_PROJECT_ROOT", str(root))
-    old_home = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        from metagpt.configs import llm_config
-    finally:
-        if old_home is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old_home
-    yield llm_config
+def metagpt_llm_config(metagpt_root: Path) -> Any:
+    from metagpt.configs import llm_config
+
+    return llm_config
 
 
 def test_api_types_are_exactly_metagpts_llm_types(metagpt_llm_config: Any) -> None:

@@ -14,7 +14,6 @@ runtime's error handling depends on it:
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,41 +26,6 @@ from tests.llm_server import LlmServer, count_words, prompt_tokens
 
 if TYPE_CHECKING:
     from metagpt.context import Context
-
-PLACEHOLDER_CONFIG = """\
-llm:
-  api_type: openai
-  model: gpt-4o-mini
-  # Port 9 (discard) so an LLM built from this placeholder fails at once instead of going online.
-  base_url: http://127.0.0.1:9/v1
-  api_key: sk-placeholder
-"""
-
-
-@pytest.fixture(scope="session")
-def metagpt_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Import metagpt with its project root and HOME in a temp dir.
-
-    metagpt reads both at import time (config2.yaml is required then), and writes logs/ and
-    workspace/ under the root; HOME is only swapped during the import so that a developer's
-    ~/.metagpt/config2.yaml cannot win over the placeholder.
-    """
-    root = tmp_path_factory.mktemp("metagpt_root")
-    (root / "config").mkdir()
-    (root / "config" / "config2.yaml").write_text(PLACEHOLDER_CONFIG)
-    home = tmp_path_factory.mktemp("home")
-    os.environ.setdefault("METAGPT_PROJECT_ROOT", str(root))
-    old_home = os.environ.get("HOME")
-    os.environ["HOME"] = str(home)
-    try:
-        import metagpt.roles  # noqa: F401 - must precede metagpt.team/environment (pydantic forward refs)
-        from metagpt.const import METAGPT_ROOT
-    finally:
-        if old_home is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old_home
-    yield METAGPT_ROOT
 
 
 @pytest.fixture
