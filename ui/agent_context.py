@@ -22,6 +22,7 @@ from core.errors import DomainError, StaleVersion
 from core.pagination import encode_cursor
 from core.services import get_services
 from ui.format import esc, full_time, json_error_text, markup, pretty_json, when
+from ui.widgets import json_editor
 
 VERSIONS_PAGE = 20
 MAX_VERSION_ROWS = 100
@@ -119,16 +120,16 @@ def operations_markup(operations: list[dict[str, Any]]) -> str:
 
 # -- the panel -------------------------------------------------------------------------------
 class ContextPanel:
-    def __init__(self, agent_id: uuid.UUID, scope: uuid.UUID, *, dark: bool = False) -> None:
+    def __init__(self, agent_id: uuid.UUID, scope: uuid.UUID) -> None:
         self.agent_id = agent_id
         self.scope = scope
-        self.dark = dark
         self.current: ContextPublic | None = None
         self.base_version = 0  # the version the editor text started from
         self.base_text = ""
         self.conflict_version: int | None = None
         self.version_rows: dict[int, ui.element] = {}
         self.rollback_buttons: dict[int, ui.button] = {}
+        self.current_labels: dict[int, ui.label] = {}
         self.versions_cursor: str | None = None
 
     @property
@@ -137,14 +138,19 @@ class ContextPanel:
 
     # -- layout ----------------------------------------------------------------------------
     def build(self) -> None:
-        with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-2 gap-4"):
+        with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-2 items-start gap-4"):
             with ui.card().classes("w-full rounded-xl shadow-sm gap-2 p-4"):
                 with ui.row().classes("w-full items-center gap-2"):
                     ui.label("Current context").classes("text-lg font-medium")
                     self.version_chip = ui.chip("", icon="history").props("dense square").mark("context-version")
                     ui.space()
                     self.updated_label = ui.label().classes("text-xs text-slate-500")
-                self.current_view = markup("", tag="pre").classes(_PRE + " w-full").mark("context-current")
+                self.current_view = (
+                    markup("", tag="pre")
+                    .classes(_PRE + " w-full")
+                    .props("data-testid=context-current")
+                    .mark("context-current")
+                )
             with ui.card().classes("w-full rounded-xl shadow-sm gap-2 p-4"):
                 self._build_editor()
         with ui.card().classes("w-full rounded-xl shadow-sm gap-2 p-4"):
@@ -192,11 +198,7 @@ class ContextPanel:
                     "unelevated dense no-caps color=warning"
                 ).mark("context-overwrite")
                 ui.button("Compare", icon="difference", on_click=self._compare_conflict).props("flat dense no-caps")
-        self.editor = (
-            ui.codemirror("", language="JSON", theme="basicDark" if self.dark else "basicLight", indent="  ")
-            .classes("w-full h-80 rounded-lg border border-slate-200 dark:border-slate-700 text-sm")
-            .mark("context-editor")
-        )
+        self.editor = json_editor().classes("h-64").mark("context-editor")
         self.reason = (
             ui.input("Reason (optional)", placeholder="why this change?")
             .props("outlined dense maxlength=2000")
@@ -276,6 +278,7 @@ class ContextPanel:
         self.versions.clear()
         self.version_rows.clear()
         self.rollback_buttons.clear()
+        self.current_labels.clear()
         for summary in page.items:
             self._add_version_row(summary)
         self.versions_cursor = page.next_cursor
@@ -309,6 +312,7 @@ class ContextPanel:
                 oldest = min(self.version_rows)
                 self.versions.remove(self.version_rows.pop(oldest))
                 self.rollback_buttons.pop(oldest, None)
+                self.current_labels.pop(oldest, None)
                 self.versions_cursor = encode_cursor(min(self.version_rows))
                 self.more_versions.set_visibility(True)
         self._refresh_rollback_buttons()
@@ -338,7 +342,12 @@ class ContextPanel:
         if summary.version in self.version_rows:
             return
         with self.versions:
-            row = ui.row().classes("w-full items-center gap-2 py-2 no-wrap").mark(f"version-{summary.version}")
+            row = (
+                ui.row()
+                .classes("w-full items-center gap-2 py-2 no-wrap")
+                .props(f"data-version={summary.version}")
+                .mark(f"version-{summary.version}")
+            )
         with row:
             reason = (
                 f' · <span class="text-slate-600 dark:text-slate-300">{esc(summary.reason)}</span>'
@@ -361,8 +370,13 @@ class ContextPanel:
             self.rollback_buttons[summary.version] = (
                 ui.button("Roll back", icon="restore", on_click=lambda v=summary.version: self.ask_rollback(v))
                 .props("flat dense no-caps size=sm color=negative")
+                .classes("w-28")
                 .tooltip(f"Write a new version with the data of version {summary.version}")
                 .mark(f"rollback-{summary.version}")
+            )
+            # Where the current version's row would have its rollback button, so the columns line up.
+            self.current_labels[summary.version] = ui.label("current").classes(
+                "w-28 text-center text-xs uppercase tracking-wider text-indigo-600 dark:text-indigo-300"
             )
         if index >= 0:
             row.move(self.versions, target_index=index)
@@ -373,6 +387,7 @@ class ContextPanel:
         current = self.current.version if self.current else 0
         for version, button in self.rollback_buttons.items():
             button.set_visibility(version != current)
+            self.current_labels[version].set_visibility(version == current)
 
     # -- editing ---------------------------------------------------------------------------
     def _mode_changed(self) -> None:

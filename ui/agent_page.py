@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nicegui import APIRouter, ElementFilter, app, run, ui
+from nicegui import APIRouter, ElementFilter, run, ui
 
 from core.errors import DomainError, InvalidInput, NotFound, StaleVersion
 from core.events import EventFilter, EventOut
@@ -25,9 +25,9 @@ from ui import live
 from ui.agent_context import ContextPanel
 from ui.format import esc, full_time, json_error_text, markup, pretty_json, when
 from ui.state import current_workspace
-from ui.theme import DARK_MODE_KEY, frame
+from ui.theme import frame
 from ui.thread import MessageThread
-from ui.widgets import demo_model_chip, status_badge, update_status_badge
+from ui.widgets import demo_model_chip, json_editor, status_badge, update_status_badge
 
 router = APIRouter()
 
@@ -62,7 +62,7 @@ async def agent_page(agent_id: str, tab: str = "conversation") -> None:
         _not_found(agent_id)
         return
     with frame(agent.name):
-        page = AgentView(agent, workspace.id, dark=bool(app.storage.user.get(DARK_MODE_KEY, False)))
+        page = AgentView(agent, workspace.id)
         page.build(tab if tab in TABS else "conversation")
         await page.load()
     live.subscribe(EventFilter(agent_id=agent.id), page.handle, since=since)
@@ -103,13 +103,12 @@ def _fact(caption: str) -> Iterator[None]:
 class AgentView:
     """Everything on one client's agent page, and the live dispatch to its parts."""
 
-    def __init__(self, agent: AgentPublic, scope: uuid.UUID, *, dark: bool) -> None:
+    def __init__(self, agent: AgentPublic, scope: uuid.UUID) -> None:
         self.agent = agent
         self.scope = scope
-        self.dark = dark
         self.thread = MessageThread(agent, scope)
         self.thread.on_activate = lambda: self.status.change("active")
-        self.context = ContextPanel(agent.id, scope, dark=dark)
+        self.context = ContextPanel(agent.id, scope)
         self.status = StatusPanel(self)
         self.config = ConfigPanel(self)
 
@@ -146,14 +145,19 @@ class AgentView:
         self.deleted_banner.set_visibility(False)
         with (
             ui.card().classes("w-full rounded-xl shadow-sm px-5 py-3"),
-            ui.row().classes("w-full items-center gap-x-8 gap-y-2"),
+            ui.row().classes("w-full items-start gap-x-8 gap-y-2"),
         ):
             with _fact("Definition"):
                 kind = self.agent.role_kind
                 text = self.agent.definition if kind == self.agent.definition else f"{self.agent.definition} ({kind})"
                 ui.label(text).classes("font-medium").mark("agent-definition")
             with _fact("Status"), ui.row().classes("items-center gap-2 no-wrap"):
-                self.badge = status_badge(self.agent.status).classes("text-sm px-2").mark("agent-status")
+                self.badge = (
+                    status_badge(self.agent.status)
+                    .classes("text-sm px-2")
+                    .props("data-testid=agent-status")
+                    .mark("agent-status")
+                )
                 self.reason_label = (
                     ui.label().classes("text-sm text-slate-600 dark:text-slate-300").mark("status-reason")
                 )
@@ -389,13 +393,7 @@ class ConfigPanel:
                         "unelevated dense no-caps color=warning"
                     ).mark("config-overwrite")
             self.banner.set_visibility(False)
-            self.editor = (
-                ui.codemirror(
-                    self.base_text, language="JSON", theme="basicDark" if self.page.dark else "basicLight", indent="  "
-                )
-                .classes("w-full h-80 rounded-lg border border-slate-200 dark:border-slate-700 text-sm")
-                .mark("config-editor")
-            )
+            self.editor = json_editor(self.base_text).classes("h-80").mark("config-editor")
             self.errors = ui.column().classes("w-full gap-0").mark("config-errors")
             with ui.expansion("Schema and defaults", icon="schema").classes("w-full").props("dense"):
                 self.schema_view = markup("", tag="pre").classes(

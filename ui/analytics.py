@@ -27,18 +27,17 @@ from functools import cache
 from html import escape
 from typing import Any
 
-from nicegui import APIRouter, context, run, ui
+from nicegui import APIRouter, run, ui
 
 from core.analytics import AgentFigures, AgentRef, AnalyticsQuery, Dashboard, RunFigures
 from core.errors import DomainError, NotFound
 from core.events import EventFilter, EventOut, EventType
 from core.schemas import ProjectPublic, WorkspacePublic
 from core.services import get_services
-from storage.models import AGENT_STATUSES
-from storage.types import utcnow
+from core.status import AgentStatus
 from ui import live
 from ui.format import full_time, when
-from ui.theme import frame
+from ui.theme import frame, page_dark_mode
 
 router = APIRouter()
 
@@ -342,7 +341,7 @@ def status_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
             "customdata": [duration(a.seconds_in_status.get(status, 0)) for a in agents],
             "hovertemplate": f"%{{y}}: {status} for %{{customdata}}<extra></extra>",
         }
-        for status in AGENT_STATUSES
+        for status in AgentStatus
         if any(status in a.seconds_in_status for a in agents)
     ]
     return figure
@@ -779,7 +778,7 @@ class AnalyticsPage:
         self.custom_button.set_visibility(custom)
         if custom:
             if self.filters.custom is None:
-                now = utcnow()
+                now = datetime.now(UTC)
                 self.filters.custom = (datetime.combine(now.date() - timedelta(days=6), datetime.min.time(), UTC), now)
                 self.date.value = {"from": f"{now.date() - timedelta(days=6):%Y/%m/%d}", "to": f"{now.date():%Y/%m/%d}"}
             self.custom_menu.open()
@@ -817,7 +816,7 @@ class AnalyticsPage:
         await self.reload()
 
     def query(self) -> AnalyticsQuery:
-        since, until = self.filters.window(utcnow())
+        since, until = self.filters.window(datetime.now(UTC))
         return AnalyticsQuery(
             workspace_id=self.workspace.id,
             since=since,
@@ -853,14 +852,14 @@ class AnalyticsPage:
             return
         self.loading = False
         self.data = data
-        self.loaded_at = utcnow()
+        self.loaded_at = datetime.now(UTC)
         self.render()
 
     async def tick(self) -> None:
         """The throttle: reload when events marked the data stale (or a rolling range aged)."""
         if self.loading or self.loaded_at is None:
             return
-        aged = self.filters.rolling and (utcnow() - self.loaded_at).total_seconds() >= ROLLING_REFRESH_SECONDS
+        aged = self.filters.rolling and (datetime.now(UTC) - self.loaded_at).total_seconds() >= ROLLING_REFRESH_SECONDS
         if self.stale or aged:
             await self.reload()
 
@@ -921,7 +920,7 @@ class AnalyticsPage:
         else:
             self.headline_cost.show("No spend", "No tokens were used in this range", tone="muted")
 
-        now = utcnow()
+        now = datetime.now(UTC)
         in_error = sorted((a for a in summary.agents if a.status == "error"), key=lambda a: a.status_since or now)
         busy_long = sorted(
             (a for a in summary.agents if a.status == "busy" and a.status_since and now - a.status_since > STUCK_BUSY),
@@ -1028,14 +1027,6 @@ class Headline:
             self.tone = tone
 
 
-def find_dark_mode() -> ui.dark_mode | None:
-    """The page frame's dark-mode element (ui/theme.py), to redraw the charts when it flips."""
-    for element in context.client.elements.values():
-        if isinstance(element, ui.dark_mode):
-            return element
-    return None
-
-
 @router.page("/analytics")
 async def analytics_page() -> None:
     with frame("Analytics") as workspace:
@@ -1043,7 +1034,7 @@ async def analytics_page() -> None:
         agents, projects = await run.io_bound(
             lambda: (services.analytics.agents(workspace.id), services.workspaces.list_projects(workspace.id))
         )
-        page = AnalyticsPage(workspace, agents, projects, find_dark_mode())
+        page = AnalyticsPage(workspace, agents, projects, page_dark_mode())
         # Events only mark the figures stale; the timer reloads at most every THROTTLE_SECONDS.
         live.subscribe(EventFilter(workspace_id=workspace.id), page.on_event)
         ui.timer(THROTTLE_SECONDS, page.tick)

@@ -226,7 +226,7 @@ class StartRunCard:
                     .mark("run-rounds")
                 )
                 self.investment = (
-                    ui.number("Budget", value=3.0, min=0.01, max=10_000, step=0.5, precision=2)
+                    ui.number("Budget", value=3.0, min=0.01, max=10_000, step=0.5, precision=2, format="%.2f")
                     .props("outlined dense prefix=$")
                     .classes("w-36")
                     .tooltip("The run stops when its LLM cost reaches this amount (MetaGPT's investment)")
@@ -1014,7 +1014,7 @@ class RunView:
             fresh = await run.io_bound(get_services().runs.get, self.run.id, scope=self.scope)
         except NotFound:
             return
-        if self.client.is_deleted:
+        if fresh is None or self.client.is_deleted:  # None: NiceGUI is shutting down
             return
         with self.client:
             self.apply(fresh)

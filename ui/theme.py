@@ -44,11 +44,25 @@ NAV_ACTIVE = "bg-indigo-50 text-indigo-700 dark:bg-indigo-500/15 dark:text-indig
 NAV_IDLE = "text-slate-600 hover:bg-slate-100 dark:text-slate-300 dark:hover:bg-slate-700/60"
 
 
+# Quasar's brand colours are tuned for text on light pages; on the dark page indigo-600 and red-700
+# text fall below WCAG's 4.5:1, so text in those colours is lifted (backgrounds keep the brand colour).
+# Quasar's `.text-*` rules are !important in NiceGUI's last layer; an !important of an earlier layer
+# (`overrides`) is the one that beats them.
+DARK_TEXT_CSS = """
+@layer overrides {
+  .body--dark .text-primary { color: #a5b4fc !important; }
+  .body--dark .text-negative { color: #fca5a5 !important; }
+  .body--dark .text-warning { color: #fcd34d !important; }
+}
+"""
+
+
 def apply_theme() -> ui.dark_mode:
     """Colors, page background and this user's dark-mode choice (kept in app.storage.user, so
     every tab and page agrees). Every page calls it, through `frame` or directly (login)."""
     ui.colors(primary="#4f46e5", secondary="#0ea5e9", accent="#a855f7", dark="#1e293b", dark_page="#0f172a")
     ui.query("body").classes("bg-slate-50 dark:bg-slate-900")
+    ui.add_css(DARK_TEXT_CSS)
     return ui.dark_mode(bool(app.storage.user.get(DARK_MODE_KEY, False)))
 
 
@@ -131,6 +145,14 @@ def _is_active(item: NavItem, path: str) -> bool:
     return path == item.path or any(path.startswith(section + "/") for section in sections)
 
 
+def page_dark_mode() -> ui.dark_mode | None:
+    """The frame's dark-mode element of this page, for parts that redraw themselves when it flips."""
+    for element in context.client.elements.values():
+        if isinstance(element, ui.dark_mode):
+            return element
+    return None
+
+
 def _dark_mode_button(dark: ui.dark_mode) -> ui.button:
     def icon() -> str:
         return "light_mode" if dark.value else "dark_mode"
@@ -140,5 +162,10 @@ def _dark_mode_button(dark: ui.dark_mode) -> ui.button:
         app.storage.user[DARK_MODE_KEY] = dark.value
         button.icon = icon()
 
-    button = ui.button(icon=icon(), on_click=toggle).props("flat round dense").tooltip("Dark mode").mark("dark-mode")
+    button = (
+        ui.button(icon=icon(), on_click=toggle)
+        .props('flat round dense aria-label="Dark mode"')
+        .tooltip("Dark mode")
+        .mark("dark-mode")
+    )
     return button

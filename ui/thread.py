@@ -122,7 +122,7 @@ class MessageThread:
             self.scroller = (
                 ui.element("div")
                 .classes(
-                    "w-full h-[calc(100vh-31rem)] min-h-80 overflow-y-auto flex flex-col-reverse rounded-xl "
+                    "w-full h-[calc(100vh-26rem)] min-h-64 overflow-y-auto flex flex-col-reverse rounded-xl "
                     "bg-slate-100/70 dark:bg-slate-900/40 border border-slate-200 dark:border-slate-700"
                 )
                 .mark("thread-scroller")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import nh3
+from markdown_it import MarkdownIt
 from nicegui import ui
 
 from core.runtime_labels import DEMO_MODEL_LABEL
+from ui.theme import page_dark_mode
 
 STATUS_COLORS: dict[str, str] = {
     "idle": "grey-6",
@@ -24,6 +26,21 @@ RUN_STATUS_COLORS: dict[str, str] = {
     "cancelled": "blue-grey-6",
     "interrupted": "orange-8",
 }
+
+
+def json_editor(value: str = "") -> ui.codemirror:
+    """A JSON editor whose colours follow the page's dark-mode toggle as it flips, not on reload."""
+    dark = page_dark_mode()
+
+    def theme(is_dark: bool | None) -> str:
+        return "basicDark" if is_dark else "basicLight"
+
+    editor = ui.codemirror(
+        value, language="JSON", theme=theme(dark.value if dark else False), indent="  ", line_wrapping=True
+    ).classes("w-full rounded-lg border border-slate-200 dark:border-slate-700 text-sm")
+    if dark is not None:
+        dark.on_value_change(lambda e: editor.props(f"theme={theme(e.value)}"))
+    return editor
 
 
 def status_badge(status: str) -> ui.badge:
@@ -50,9 +67,19 @@ def sanitize_html(html: str) -> str:
     return nh3.clean(html, tags=SAFE_TAGS, link_rel="noopener noreferrer nofollow")
 
 
-def safe_markdown(text: str) -> ui.markdown:
-    """Untrusted markdown, rendered and then sanitized on the server (never raw HTML)."""
-    return ui.markdown(text, sanitize=sanitize_html)
+# CommonMark plus GitHub's tables and strikethrough. A single newline is a line break, as in chat
+# apps: agents write lists of files one per line. Raw HTML in the text is shown as text.
+_MARKDOWN = MarkdownIt("commonmark", {"breaks": True, "html": False}).enable(["table", "strikethrough"])
+
+
+def render_markdown(text: str) -> str:
+    return _MARKDOWN.render(text)
+
+
+def safe_markdown(text: str) -> ui.html:
+    """Untrusted markdown, rendered with its raw HTML escaped and then sanitized on the server all the
+    same; styled like `ui.markdown`."""
+    return ui.html(render_markdown(text), sanitize=sanitize_html).classes("nicegui-markdown")
 
 
 def demo_model_chip() -> ui.chip:

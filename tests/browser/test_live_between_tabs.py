@@ -4,11 +4,11 @@ without a reload (SPEC §5, §11). Every wait is on a locator with a timeout; no
 DOM hooks these tests rely on (keep them stable in ui/):
 - board card: `[data-agent-id=<id>]`, its status badge `.q-badge[data-status]`, its "Activate" /
   "Deactivate" button, the "Change status" menu button (aria-label) and the menu's item labels;
-- agent page: the header badge `.q-badge[data-status]` (the only badge on the page), the tabs
-  "Status" / "Context" (role tab), the transition buttons' labels ("Activate", "Take offline"),
-  the composer's placeholder "Message <name>…", messages `[data-seq]`, the version chip text
-  "version N", the version rows' `<b>vN</b>`, the "Roll back" buttons and the confirmation
-  dialog (role dialog) with its "Roll back" button.
+- agent page: the header badge `[data-testid=agent-status]`, the tabs "Status" / "Context"
+  (role tab), the transition buttons' labels ("Activate", "Take offline"), the composer's
+  placeholder "Message <name>…", messages `[data-seq]`, the version chip text "version N", the
+  version rows `[data-version=N]`, the current context `[data-testid=context-current]`, the
+  "Roll back" buttons and the confirmation dialog (role dialog) with its "Roll back" button.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def test_board_shows_an_agent_created_elsewhere(seed: Seed, user_a: Page) -> Non
 
 # -- agent page -------------------------------------------------------------------------------
 def header_badge(page: Page) -> Locator:
-    return page.locator(".q-badge[data-status]")
+    return page.get_by_test_id("agent-status")
 
 
 def open_agent(page: Page, seed: Seed, agent_id: uuid.UUID, tab: str = "conversation") -> None:
@@ -112,8 +112,7 @@ def test_agent_page_message_sent_in_one_tab_appears_in_the_other(seed: Seed, use
 
 
 def version_row(page: Page, version: int) -> Locator:
-    rows = page.locator(".nicegui-row").filter(has=page.locator("b", has_text=re.compile(rf"^v{version}$")))
-    return rows.last  # the innermost row holding "vN" is the version's own row
+    return page.locator(f"[data-version='{version}']")
 
 
 def test_agent_page_context_rollback_shows_the_new_version_in_the_other_tab(
@@ -138,7 +137,7 @@ def test_agent_page_context_rollback_shows_the_new_version_in_the_other_tab(
     for page in (user_a, user_b):
         expect(page.get_by_text("version 4", exact=True)).to_be_visible(timeout=LIVE_TIMEOUT_MS)
         expect(version_row(page, 4)).to_contain_text("rollback to version 1", timeout=LIVE_TIMEOUT_MS)
-        current = page.locator("pre").first
+        current = page.get_by_test_id("context-current")
         expect(current).to_contain_text('"goal": "draft"', timeout=LIVE_TIMEOUT_MS)
         expect(current).not_to_contain_text('"extra"')
     # Nothing was rewritten: the versions rolled back over are still listed.

@@ -179,7 +179,7 @@ def open_context(browser: Browser, shop: Showcase, *, dark: bool = False) -> Ite
     page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
     switch_to(page, shop)
     if dark:
-        page.locator("header").get_by_role("button").filter(has_text="dark_mode").click()
+        page.get_by_role("button", name="Dark mode").click()
         expect(page.locator("body.body--dark")).to_have_count(1)
     yield page
     context.close()

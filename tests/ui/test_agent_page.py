@@ -447,8 +447,19 @@ async def test_agent_output_with_html_renders_inert(user: User) -> None:
     content = only(user, "message-content")
     html = content.props["innerHTML"]
     assert "<strong>bold</strong>" in html
-    assert "<script" not in html and "onerror" not in html and "javascript:" not in html
+    # The raw HTML is shown as text, and no link to javascript: is made.
+    assert "<img" not in html and "<script" not in html and "href=" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "&lt;script&gt;" in html
     assert content.props.get("sanitize") is False  # sanitized on the server, by widgets.safe_markdown
+
+
+async def test_single_newlines_in_agent_output_are_line_breaks(user: User) -> None:
+    agent = make_agent()
+    get_services().messages.append(agent.id, "app.py\nmain.py\n\n- a\n- b", sender="scout", role="assistant")
+    await user.open(f"/agents/{agent.id}")
+    html = only(user, "message-content").props["innerHTML"]
+    assert "app.py<br>" in html and "main.py" in html
+    assert "<li>a</li>" in html  # lists still work
 
 
 async def test_a_live_llm_stream_shows_a_typing_bubble_replaced_by_the_reply(user: User) -> None:
@@ -483,3 +494,14 @@ async def test_an_active_assistant_answers_live_with_the_demo_model(user: User) 
     assert "demo model" in header.content
     assert services.messages.list(agent.id).items[0].metadata.get("demo_model") is True
     await eventually(lambda: only(user, "agent-status").text == "active", timeout=10)  # type: ignore[attr-defined]
+
+
+async def test_json_editors_follow_the_dark_mode_toggle_without_a_reload(user: User) -> None:
+    agent = make_agent()
+    await user.open(f"/agents/{agent.id}")
+    editors = [only(user, "context-editor"), only(user, "config-editor")]
+    assert [e.props["theme"] for e in editors] == ["basicLight", "basicLight"]
+    user.find(marker="dark-mode").click()
+    assert [e.props["theme"] for e in editors] == ["basicDark", "basicDark"]
+    user.find(marker="dark-mode").click()
+    assert [e.props["theme"] for e in editors] == ["basicLight", "basicLight"]

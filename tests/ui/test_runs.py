@@ -345,14 +345,15 @@ async def test_long_and_json_messages_fold_and_agent_markup_is_sanitized(user: U
     await user.open(f"/runs/{run.id}")
     expansion = only(user, "message-expansion")
     assert "document: docs/prd/1.json" in expansion.props["label"]
-    assert not [el for el in expansion.descendants() if isinstance(el, ui.markdown)]  # built when opened
+    assert not [el for el in expansion.descendants() if isinstance(el, ui.html)]  # built when opened
     expansion.value = True  # type: ignore[attr-defined]
-    await eventually(lambda: any(isinstance(el, ui.markdown) for el in expansion.descendants()))
-    body = next(el for el in expansion.descendants() if isinstance(el, ui.markdown))
-    assert '"Goals"' in body.content  # the nested JSON document is decoded and pretty-printed
+    await eventually(lambda: any(isinstance(el, ui.html) for el in expansion.descendants()))
+    body = next(el for el in expansion.descendants() if isinstance(el, ui.html))
+    assert "&quot;Goals&quot;" in body.content  # the nested JSON document is decoded and pretty-printed
     contents = [el.props.get("innerHTML", "") for el in elements(user, "message-content")]
     html = " ".join(contents)
-    assert "onerror" not in html and "<script" not in html
+    assert "<img" not in html and "<script" not in html
+    assert '&lt;img src=x onerror="alert(1)"&gt;' in html  # shown as text
 
 
 async def test_the_files_of_a_run_are_listed_and_shown_as_code(user: User) -> None:
