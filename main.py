@@ -21,6 +21,8 @@ from core.config import Settings
 
 log = logging.getLogger("agentdeck")
 
+NATIVE_WINDOW_SIZE = (1280, 800)
+
 
 class StartupError(Exception):
     """Startup cannot go on; the message tells the user what to do."""
@@ -125,6 +127,29 @@ def check_bind_address(settings: Settings) -> None:
         )
 
 
+def check_native(settings: Settings) -> None:
+    """`--native` needs pywebview and a desktop; say so up front instead of a window that never opens."""
+    if not settings.native:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("webview") is None:
+        raise StartupError(
+            "--native needs pywebview and a web view: install them with `uv sync --extra native`, "
+            "or leave out --native and open the dashboard in a browser."
+        )
+    if sys.platform != "linux":
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise StartupError("--native needs a desktop session: neither DISPLAY nor WAYLAND_DISPLAY is set.")
+    if os.geteuid() == 0 and not os.environ.get("QTWEBENGINE_DISABLE_SANDBOX"):
+        # Qt WebEngine's Chromium aborts as root unless its sandbox is turned off.
+        raise StartupError(
+            "--native as root: the window's web engine (Qt WebEngine) will not run its sandbox as root. "
+            "Run AgentDeck as a normal user, or set QTWEBENGINE_DISABLE_SANDBOX=1 to run it unsandboxed."
+        )
+
+
 def storage_secret(settings: Settings) -> str:
     if settings.storage_secret:
         return settings.storage_secret
@@ -145,6 +170,7 @@ def serve(settings: Settings) -> None:
     from ui.state import keep_storage_in
 
     check_bind_address(settings)
+    check_native(settings)
     services = prepare(settings)
     set_services(services)
     interrupted = services.runtime.recover()
@@ -167,6 +193,10 @@ def serve(settings: Settings) -> None:
     if settings.password:
         auth.install()  # before ui.run, so it runs inside NiceGUI's session middleware
     keep_storage_in(settings.data_dir / "ui-storage")
+    if settings.native and sys.platform == "linux":
+        # Straight to Qt (the `native` extra): GTK's bindings can't be installed in a virtualenv, and
+        # pywebview would print a traceback for trying them first.
+        app.native.start_args["gui"] = "qt"
     app.on_startup(services.start)
     app.on_shutdown(services.stop)
     app.on_shutdown(services.db.dispose)
@@ -176,6 +206,8 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         title="AgentDeck",
         native=settings.native,
+        # NiceGUI's native default (800x600) cuts the board to one column; this is a laptop's screen.
+        window_size=NATIVE_WINDOW_SIZE if settings.native else None,
         reload=False,
         show=False,
         storage_secret=storage_secret(settings),

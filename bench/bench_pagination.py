@@ -92,29 +92,25 @@ def seed(services: Services, messages: int, agents: int) -> tuple[uuid.UUID, uui
                     for r in rows
                 ],
             )
-        conn.execute(
-            sa.insert(AgentInstance.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "id": uuid.uuid4(),
-                    "workspace_id": ws.id,
-                    "project_id": None,
-                    "definition_id": definition.id,
-                    "name": f"agent-{i:05d}",
-                    "status": "idle",
-                    "status_reason": "",
-                    "config": {},
-                    "lock_version": 1,
-                    "created_at": start + timedelta(seconds=i),
-                    "updated_at": start + timedelta(seconds=i),
-                }
-                for i in range(agents)
-            ],
-        )
-        if services.db.dialect == "postgresql":
-            conn.exec_driver_sql("ANALYZE")
-        else:
-            conn.exec_driver_sql("ANALYZE")
+        other_agents = [
+            {
+                "id": uuid.uuid4(),
+                "workspace_id": ws.id,
+                "project_id": None,
+                "definition_id": definition.id,
+                "name": f"agent-{i:05d}",
+                "status": "idle",
+                "status_reason": "",
+                "config": {},
+                "lock_version": 1,
+                "created_at": start + timedelta(seconds=i),
+                "updated_at": start + timedelta(seconds=i),
+            }
+            for i in range(agents)
+        ]
+        if other_agents:  # an empty list would be taken as one row of defaults
+            conn.execute(sa.insert(AgentInstance.__table__), other_agents)  # type: ignore[attr-defined]
+        conn.exec_driver_sql("ANALYZE")
     return ws.id, agent.id
 
 

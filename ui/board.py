@@ -1,6 +1,6 @@
 """The agents board (SPEC §11, route `/`): every agent of the current workspace, live.
 
-Agents are loaded 50 at a time with the service's keyset cursor ("Load more" fetches the next
+Agents are loaded a page (24) at a time with the service's keyset cursor ("Load more" fetches the next
 page), so a workspace with thousands of agents opens as fast as an empty one. Each card updates
 itself in place from the event bus: a status change recolours its badge and rebuilds its action
 menu from `allowed_transitions`; created, renamed and deleted agents appear, change and vanish
@@ -32,7 +32,8 @@ from ui.widgets import STATUS_COLORS
 
 router = APIRouter()
 
-PAGE_SIZE = 50
+# Enough to fill a large screen (three columns); the rest comes with "Load more".
+PAGE_SIZE = 24
 ACTOR = "user"
 RUNNING = {AgentStatus.ACTIVE.value, AgentStatus.BUSY.value}
 ALL = ""  # the "any" choice of a filter select
@@ -88,7 +89,7 @@ class AgentCard:
         self.card = ui.card().classes(CARD).mark(f"agent-card agent-{agent.id}")
         with self.card:
             # Name, definition, project, badge and reason are one escaped HTML block: five elements
-            # per card instead of a dozen keeps a page of 50 cards cheap to build and to send.
+            # per card instead of a dozen keeps a page of cards cheap to build and to send.
             self.body = ui.html(tag="div").classes("w-full").mark(f"agent-body-{agent.id}")
             with ui.row().classes(
                 "w-full items-center justify-between no-wrap mt-auto pt-2 border-t border-slate-100 "
