@@ -190,6 +190,13 @@ class MessageService:
         }
 
     # -- reading ---------------------------------------------------------------------------
+    def get(self, message_id: uuid.UUID, scope: uuid.UUID | None = None) -> MessagePublic:
+        with self.db.read() as session:
+            row = session.get(AgentMessage, message_id)
+            if row is None or (scope is not None and row.workspace_id != scope):
+                raise NotFound("message", message_id)
+            return MessagePublic.from_row(row)
+
     def count(self, agent_id: uuid.UUID, scope: uuid.UUID | None = None) -> int:
         with self.db.read() as session:
             get_agent_row(session, agent_id, scope)

@@ -138,6 +138,43 @@ def test_the_agent_context_reaches_the_prompt_and_the_agent_can_write_it(rt: Ser
     assert reply.metadata["context_version"] == context.version
 
 
+def test_messages_sent_while_the_agent_answers_are_answered_next_in_order(rt: Services, server: LlmServer) -> None:
+    answers = iter(["answer one", "answer two", "answer three"])
+    server.responder = lambda body: next(answers)
+    ws = _workspace(rt, server)
+    agent = _agent(rt, ws, "assistant", "queue")
+
+    server.delay(1.5)  # the first answer takes a while: the next two messages arrive meanwhile
+    first = rt.runtime.send_message(agent, "first question")
+    deadline = time.monotonic() + WAIT
+    while rt.agents.get(agent).status != "busy":
+        assert time.monotonic() < deadline, "the agent never started answering"
+        time.sleep(0.02)
+    second = rt.runtime.send_message(agent, "second question")
+    third = rt.runtime.send_message(agent, "third question")
+    assert rt.runtime.chat_in_progress(agent)
+    assert rt.runtime.wait_for_chat(agent, WAIT)
+
+    thread = list(reversed(rt.messages.list(agent).items))
+    assert [m.content for m in thread] == [
+        "first question",
+        "second question",
+        "third question",
+        "answer one",
+        "answer two",
+        "answer three",
+    ]
+    assert [m.metadata["in_reply_to"] for m in thread[3:]] == [str(first.id), str(second.id), str(third.id)]
+    prompts = [json.dumps(body["messages"]) for body in server.chat_bodies]
+    assert len(prompts) == 3
+    # Each is answered with the replies written so far, and without the questions still waiting.
+    assert "first question" in prompts[0] and "second question" not in prompts[0]
+    assert "answer one" in prompts[1] and "second question" in prompts[1] and "third question" not in prompts[1]
+    assert "answer two" in prompts[2] and "third question" in prompts[2]
+    assert rt.agents.get(agent).status == "active"
+    assert not rt.runtime.chat_in_progress(agent)
+
+
 def test_an_inactive_agent_keeps_the_message_and_does_not_answer(rt: Services, server: LlmServer) -> None:
     ws = _workspace(rt, server)
     agent = _agent(rt, ws, "assistant", "sleepy", active=False)

@@ -318,6 +318,8 @@ class StatusPanel:
             )
         except NotFound:
             return
+        if page is None:  # NiceGUI is shutting down
+            return
         fresh = [c for c in page.items if c.id not in self.rows]
         for index, change in enumerate(fresh):
             self._add(change, index=index)

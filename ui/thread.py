@@ -338,9 +338,12 @@ class MessageThread:
             if status != "active":
                 self._stop_typing()
         self.idle_hint.set_visibility(status != "active")
-        if status == "busy":
-            # The runtime answers only an active agent: say so rather than let a message go unanswered.
-            self.idle_text.text = "The agent is busy answering — a message sent now is kept but not answered."
+        if status == "busy" and get_services().runtime.chat_in_progress(self.agent.id):
+            self.idle_text.text = "The agent is answering — a message sent now is answered next, in turn."
+        elif status == "busy":
+            # Busy in a team run: the runtime answers chat only between runs; say so rather than let a
+            # message go unanswered silently.
+            self.idle_text.text = "The agent is busy in a team run — a message sent now is kept but not answered."
         else:
             self.idle_text.text = (
                 f"The agent is {status} — activate it to get answers; your message will be kept in the thread."

@@ -261,11 +261,15 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
     if not recorder.set_status(binding, AgentStatus.BUSY, "answering", only_from={AgentStatus.ACTIVE}):
         return
     try:
+        latest = services.messages.get(message_id)
         page = services.messages.list(agent_id, limit=HISTORY_MESSAGES)
-        history = [(m.sender, m.content) for m in reversed(page.items) if m.id != message_id]
-        latest = next((m for m in page.items if m.id == message_id), None)
-        if latest is None:
-            latest = page.items[0]
+        # A message that waited its turn sees the replies written meanwhile, not the user's messages
+        # queued after it: those get their own answers next.
+        history = [
+            (m.sender, m.content)
+            for m in reversed(page.items)
+            if m.id != message_id and not (m.role == "user" and m.seq > latest.seq)
+        ]
         ctx = _make_context(choice, None, UNLIMITED_BUDGET)
         role = build_chat_role(binding, ctx, choice.make_llm(), history)
         reply = await role.run(with_message=Message(content=latest.content, cause_by=UserRequirement))

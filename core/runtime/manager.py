@@ -16,7 +16,9 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +89,9 @@ class Runtime:
         self.services = services
         self.settings = services.settings
         self._runs: dict[uuid.UUID, _Worker] = {}
-        self._chats: dict[uuid.UUID, _Worker] = {}
+        self._chats: dict[uuid.UUID, _Worker] = {}  # agent -> the worker answering its queue
+        self._chat_queues: dict[uuid.UUID, deque[uuid.UUID]] = {}  # agent -> messages waiting to be answered
+        self._chat_lock = threading.Lock()
         self._lock = threading.Lock()
         self._ready = threading.Event()
 
@@ -161,36 +165,67 @@ class Runtime:
         actor: str = "user",
         scope: uuid.UUID | None = None,
     ) -> Any:
-        """Store the user's message; an active agent then answers it in the background."""
+        """Store the user's message; an active agent then answers it in the background. While the
+        agent is answering an earlier message, this one waits its turn and is answered next."""
         message = self.services.messages.append(
             agent_id, content, sender="user", role="user", metadata=metadata, actor=actor, scope=scope
         )
         agent = self.services.agents.get(agent_id, scope=scope)
-        if agent.status == AgentStatus.ACTIVE:
-            self._start_chat(agent_id, agent.workspace_id, agent.config.get("llm_profile"), message.id)
+        if agent.status == AgentStatus.ACTIVE or (agent.status == AgentStatus.BUSY and self.chat_in_progress(agent_id)):
+            self._queue_chat(agent_id, message.id)
         return message
 
-    def _start_chat(
-        self, agent_id: uuid.UUID, workspace_id: uuid.UUID, profile: str | None, message_id: uuid.UUID
-    ) -> None:
-        async def answer(worker: _Worker) -> None:
-            self.ensure_ready()  # MetaGPT must be configured before engine imports it
-            from core.runtime.engine import execute_chat
-
-            await execute_chat(self.services, agent_id, message_id, self.llm_choice(workspace_id, profile))
-
-        worker = _Worker(f"agentdeck-chat-{agent_id}", answer)
-        with self._lock:
+    def _queue_chat(self, agent_id: uuid.UUID, message_id: uuid.UUID) -> None:
+        with self._chat_lock:
+            self._chat_queues.setdefault(agent_id, deque()).append(message_id)
+            if self._chat_worker(agent_id) is not None:  # it takes the message when done with the current one
+                return
+            worker = _Worker(f"agentdeck-chat-{agent_id}", partial(self._answer_queue, agent_id))
             self._chats[agent_id] = worker
         worker.start()
 
-    def wait_for_chat(self, agent_id: uuid.UUID, timeout: float) -> bool:
+    def _next_in_queue(self, agent_id: uuid.UUID) -> uuid.UUID | None:
+        """The next message to answer, or None; then the worker is gone (under the same lock as
+        `_queue_chat`, so a message queued at that moment starts a new worker instead)."""
+        with self._chat_lock:
+            queue = self._chat_queues.get(agent_id)
+            if queue:
+                return queue.popleft()
+            self._chat_queues.pop(agent_id, None)
+            self._chats.pop(agent_id, None)
+            return None
+
+    async def _answer_queue(self, agent_id: uuid.UUID, worker: _Worker) -> None:
+        try:
+            self.ensure_ready()  # MetaGPT must be configured before engine imports it
+            from core.runtime.engine import execute_chat
+
+            while (message_id := self._next_in_queue(agent_id)) is not None:
+                agent = self.services.agents.get(agent_id)
+                choice = self.llm_choice(agent.workspace_id, agent.config.get("llm_profile"))
+                await execute_chat(self.services, agent_id, message_id, choice)
+        finally:
+            with self._chat_lock:  # cancelled or crashed: what was queued stays in the thread, unanswered
+                if self._chats.get(agent_id) is worker:
+                    self._chats.pop(agent_id, None)
+                    self._chat_queues.pop(agent_id, None)
+
+    def _chat_worker(self, agent_id: uuid.UUID) -> _Worker | None:
+        # A worker cancelled before it started never ran its cleanup: `done` tells it is gone.
         worker = self._chats.get(agent_id)
-        return worker is None or worker.done.wait(timeout)
+        return worker if worker is not None and not worker.done.is_set() else None
+
+    def wait_for_chat(self, agent_id: uuid.UUID, timeout: float) -> bool:
+        """Wait until the agent has answered every queued message."""
+        deadline = time.monotonic() + timeout
+        while (worker := self._chat_worker(agent_id)) is not None:
+            if not worker.done.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
 
     def chat_in_progress(self, agent_id: uuid.UUID) -> bool:
-        worker = self._chats.get(agent_id)
-        return worker is not None and not worker.done.is_set()
+        with self._chat_lock:
+            return self._chat_worker(agent_id) is not None
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, data: RunCreate, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:

@@ -505,3 +505,14 @@ async def test_json_editors_follow_the_dark_mode_toggle_without_a_reload(user: U
     assert [e.props["theme"] for e in editors] == ["basicDark", "basicDark"]
     user.find(marker="dark-mode").click()
     assert [e.props["theme"] for e in editors] == ["basicLight", "basicLight"]
+
+
+async def test_a_busy_agent_without_a_chat_says_a_message_now_is_kept_but_not_answered(user: User) -> None:
+    agent = make_agent()
+    services = get_services()
+    services.agents.activate(agent.id)
+    services.agents.set_status(agent.id, "busy", reason="team run")  # busy in a run, not answering chat
+    await user.open(f"/agents/{agent.id}")
+    await eventually(lambda: visible(only(user, "thread-idle-hint")))
+    await user.should_see("busy in a team run")
+    await user.should_see("kept but not answered")
