@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -62,9 +63,14 @@ def fresh_copy(template_url: str, directory: Path) -> str:
         target = directory / "agentdeck.db"
         shutil.copyfile(template_url.removeprefix("sqlite:///"), target)
         return f"sqlite:///{target}"
-    engine = sa.create_engine(template_url)
-    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
-    engine.dispose()
+    # DELETE, children first: on these tiny tables it takes ~2 ms where TRUNCATE takes ~40 ms
+    # (TRUNCATE swaps every table's files). Sequences keep counting either way.
+    with _reset_engine(template_url).begin() as conn:
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            conn.exec_driver_sql(f'DELETE FROM "{table.name}"')
     return template_url
+
+
+@cache
+def _reset_engine(url: str) -> sa.Engine:
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
