@@ -49,6 +49,7 @@ class EventType(StrEnum):
     AGENT_ACTIVITY = "agent_activity"
     AGENT_MESSAGE = "agent_message"
     AGENT_CONTEXT_UPDATED = "agent_context_updated"
+    RUN_CREATED = "run_created"
     RUN_STARTED = "run_started"
     RUN_ROUND = "run_round"
     RUN_FINISHED = "run_finished"

@@ -2,9 +2,10 @@
 
 Rules (SPEC §9):
 - A run belongs to one workspace; its members are distinct agents of that workspace (1..12).
-- Lifecycle: queued → running → completed | failed | cancelled | interrupted. Each move writes
-  its event in the same transaction (`run_started`, `run_round`, `run_finished`); a finished run
-  never changes status again.
+- Lifecycle: queued → running → completed | failed | cancelled | interrupted. Creation and each
+  move write their event in the same transaction (`run_created`, `run_started`, `run_round`,
+  `run_finished`); a finished run never changes status again.
+- A run keeps the workspace's code-execution switch as it was at creation (`code_execution`).
 - Costs and tokens are added per member and per run as the LLM reports them.
 - On startup every run still queued or running belonged to a process that died: it becomes
   `interrupted`, and members left `busy` go back to `active`.
@@ -27,7 +28,8 @@ from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import Page, Public
 from core.status import AgentStatus
 from core.validation import NoNul
-from storage.models import AgentDefinition, AgentInstance, AgentStatusChange, Run, RunMember
+from core.workspaces import code_execution_enabled
+from storage.models import AgentDefinition, AgentInstance, AgentStatusChange, Run, RunMember, Workspace
 from storage.types import utcnow
 
 FINISHED = frozenset({"completed", "failed", "cancelled", "interrupted"})
@@ -74,6 +76,7 @@ class RunPublic(Public):
     tokens: int
     error: str
     llm_label: str
+    code_execution: bool
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
@@ -88,6 +91,9 @@ class RunService:
         if scope is not None and data.workspace_id != scope:
             raise NotFound("workspace", data.workspace_id)
         with self.db.write() as session:
+            workspace = session.get(Workspace, data.workspace_id)
+            if workspace is None:
+                raise NotFound("workspace", data.workspace_id)
             members: list[RunMember] = []
             run = Run(
                 workspace_id=data.workspace_id,
@@ -95,6 +101,7 @@ class RunService:
                 idea=data.idea,
                 n_rounds=data.n_rounds,
                 investment=data.investment,
+                code_execution=code_execution_enabled(workspace.settings),
             )
             for agent_id in data.agent_ids:
                 agent = session.get(AgentInstance, agent_id)
@@ -116,7 +123,11 @@ class RunService:
             session.flush()
             session.add_all(members)
             session.flush()
-            return _public(run, members)
+            public = _public(run, members)
+            append_event(
+                session, EventType.RUN_CREATED, run.workspace_id, {"run": public.model_dump(mode="json")}, run_id=run.id
+            )
+            return public
 
     def get(self, run_id: uuid.UUID, scope: uuid.UUID | None = None) -> RunPublic:
         with self.db.read() as session:

@@ -28,6 +28,13 @@ from storage.models import AgentInstance, Project, RepositoryLink, Workspace
 
 MAX_WORKSPACES_LISTED = 1000
 DEMO_SLUG = "demo"
+# The workspace setting that lets team runs execute generated code (in the run's own venv).
+CODE_EXECUTION = "code_execution"
+
+
+def code_execution_enabled(settings: dict[str, object]) -> bool:
+    """On unless the workspace turned it off."""
+    return bool(settings.get(CODE_EXECUTION, True))
 
 
 class WorkspaceService:

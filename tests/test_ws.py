@@ -314,8 +314,9 @@ async def test_the_run_filter_follows_one_run_and_nothing_else(deck: Deck) -> No
     agent = deck.agent(ws, "runner")
     runs = deck.services.runs
     run = runs.create(RunCreate(workspace_id=ws.id, agent_ids=[agent.id], idea="x"))
-    other_run = runs.create(RunCreate(workspace_id=ws.id, agent_ids=[agent.id], idea="y"))
-    async with stream(deck.url("/ws/agents/stream", run_id=run.id), secret) as events:
+    head = deck.services.bus._head_seq()
+    async with stream(deck.url("/ws/agents/stream", run_id=run.id, since=head), secret) as events:
+        other_run = runs.create(RunCreate(workspace_id=ws.id, agent_ids=[agent.id], idea="y"))
         runs.mark_running(other_run.id, "demo model")
         runs.mark_running(run.id, "demo model")
         deck.services.messages.append(agent.id, "outside the run")
@@ -326,7 +327,7 @@ async def test_the_run_filter_follows_one_run_and_nothing_else(deck: Deck) -> No
         assert await events.quiet(1.5) == []
 
     assert [f["type"] for f in frames] == ["run_started", "run_round", "run_finished"]
-    assert {f["run_id"] for f in frames} == {str(run.id)}
+    assert {f["run_id"] for f in frames} == {str(run.id)}  # not the other run's run_created either
     assert frames[-1]["data"]["run"]["status"] == "completed"
 
 
@@ -351,7 +352,9 @@ async def test_a_demo_model_run_is_followed_on_the_stream_from_run_started_to_ru
 
     assert {f["run_id"] for f in frames} == {str(run.id)}
     assert seqs(frames) == sorted(set(seqs(frames)))
-    assert frames[0]["type"] == "run_started"
+    # Queued (while the runtime sets up) before it starts, and other tabs see it from creation.
+    assert [f["type"] for f in frames[:2]] == ["run_created", "run_started"]
+    assert frames[0]["data"]["run"]["status"] == "queued"
     assert frames[-1]["data"]["run"]["status"] == "completed", frames[-1]["data"]["run"]["error"]
     assert {"run_round", "agent_message", "agent_activity"} <= {f["type"] for f in frames}
 
@@ -375,7 +378,7 @@ async def test_a_run_started_over_the_api_is_followed_on_the_stream_to_run_finis
         frames = await events.until(lambda f: f["type"] == "run_finished" and f["run_id"] == run_id, timeout=RUN_WAIT)
 
     run_frames = [f for f in frames if f["run_id"] == run_id]
-    assert run_frames[0]["type"] == "run_started"
+    assert [f["type"] for f in run_frames[:2]] == ["run_created", "run_started"]
     assert run_frames[-1]["data"]["run"]["status"] == "completed", run_frames[-1]["data"]["run"]["error"]
     senders = {f["data"]["message"]["sender"] for f in run_frames if f["type"] == "agent_message"}
     assert {"Priya", "Arjun"} <= senders

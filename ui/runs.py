@@ -3,8 +3,8 @@ watches one run live.
 
 - `/runs`: a start card (member agents with their MetaGPT role kinds, idea, rounds, budget, the
   LLM that will answer and what happens to generated code) and the runs of the workspace,
-  newest first, 20 at a time by the service's keyset cursor ("Load more"). Rows follow
-  `run_started` / `run_finished` events in place.
+  newest first, 20 at a time by the service's keyset cursor ("Load more"). Rows appear with
+  `run_created` and follow `run_started` / `run_finished` in place.
 - `/runs/{id}`: the header (idea, live status, stop reason or error, LLM, rounds, totals, Cancel),
   one card per member (live agent status, what it is doing now, its tokens and cost, the answer
   it is streaming), the transcript (oldest first, paged, new messages appended live) and
@@ -40,6 +40,7 @@ from core.runs import FINISHED, RunCreate, RunMemberPublic, RunPublic
 from core.runtime_labels import DEMO_MODEL_LABEL
 from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
+from core.workspaces import code_execution_enabled
 from ui import live
 from ui.components import validation_messages
 from ui.format import esc, full_time, markup, when
@@ -66,6 +67,12 @@ MAX_FILE_BYTES = 256 * 1024  # what Runtime.read_run_file returns at most
 
 CODE_ON = "Code execution is on: generated code runs only inside this run's own virtual environment."
 CODE_OFF = "Code execution is off for this workspace: generated code will not be executed."
+# On a run's page: the switch as the run recorded it when created, not the workspace's today.
+RUN_CODE_ON = "Code execution is on for this run: generated code runs only inside its own virtual environment."
+RUN_CODE_OFF = "Code execution is off for this run: generated code is not executed."
+
+# The events that carry a run's new state for the list of runs.
+LIST_EVENTS = frozenset({EventType.RUN_CREATED, EventType.RUN_STARTED, EventType.RUN_FINISHED})
 
 ACTIVITY_TEXT = {
     "thinking": "thinking…",
@@ -161,7 +168,7 @@ def set_run_badge(badge: ui.badge, status: str) -> None:
     badge.props(f"color={RUN_STATUS_COLORS.get(status, 'grey')} data-status={status}")
 
 
-def code_execution_notice(enabled: bool) -> ui.row:
+def code_execution_notice(enabled: bool, *, of_run: bool = False) -> ui.row:
     colors = (
         "bg-sky-50 text-sky-900 border-sky-200 dark:bg-sky-500/10 dark:text-sky-100 dark:border-sky-800"
         if enabled
@@ -170,12 +177,9 @@ def code_execution_notice(enabled: bool) -> ui.row:
     )
     with ui.row().classes(f"w-full items-center gap-2 no-wrap rounded-lg border px-3 py-2 text-sm {colors}") as row:
         ui.icon("terminal" if enabled else "block", size="xs")
-        ui.label(CODE_ON if enabled else CODE_OFF).mark("code-execution-notice")
+        texts = (RUN_CODE_ON, RUN_CODE_OFF) if of_run else (CODE_ON, CODE_OFF)
+        ui.label(texts[0] if enabled else texts[1]).mark("code-execution-notice")
     return row
-
-
-def code_execution_enabled(workspace: WorkspacePublic) -> bool:
-    return bool(workspace.settings.get("code_execution", True))
 
 
 # ============================================================================================
@@ -237,7 +241,7 @@ class StartRunCard:
                     "No default LLM profile in this workspace: the offline demo model answers (canned, "
                     "no network, no cost). Add a profile in Settings to use a real model."
                 ).classes(f"text-xs {MUTED} -mt-2")
-            code_execution_notice(code_execution_enabled(workspace))
+            code_execution_notice(code_execution_enabled(workspace.settings))
             self.error = ui.label().classes("text-sm text-negative whitespace-pre-wrap").mark("run-start-error")
             self.error.set_visibility(False)
             with ui.row().classes("w-full justify-end"):
@@ -439,7 +443,7 @@ class RunList:
 
     def _handle(self, event: EventOut) -> None:
         payload = event.data.get("run")
-        if event.type not in (EventType.RUN_STARTED, EventType.RUN_FINISHED) or not isinstance(payload, dict):
+        if event.type not in LIST_EVENTS or not isinstance(payload, dict):
             return
         item = RunPublic.model_validate(payload)
         row = self.rows.get(item.id)
@@ -477,7 +481,7 @@ async def runs_page() -> None:
         runs = RunList(workspace)
         # Subscribe before the first page is read: a run that starts or ends meanwhile is not missed.
         live.subscribe(
-            EventFilter(workspace_id=workspace.id, types=frozenset({EventType.RUN_STARTED, EventType.RUN_FINISHED})),
+            EventFilter(workspace_id=workspace.id, types=LIST_EVENTS),
             runs.on_event,
         )
         await runs.reload()
@@ -689,7 +693,7 @@ class RunView:
     # -- layout ----------------------------------------------------------------------------
     def build(self, agents: dict[uuid.UUID, AgentPublic]) -> None:
         self._build_header()
-        code_execution_notice(code_execution_enabled(self.workspace))
+        code_execution_notice(self.run.code_execution, of_run=True)
         with ui.row().classes("w-full items-center gap-2"):
             ui.icon("groups").classes("text-xl text-slate-400")
             ui.label("Team").classes(SECTION_TITLE)

@@ -24,13 +24,13 @@ from core.llm_profiles import LLM_API_TYPES, LlmProfileCreate, LlmProfilePublic,
 from core.schemas import WorkspacePublic, WorkspaceUpdate
 from core.services import get_services
 from core.tokens import TokenPublic
+from core.workspaces import CODE_EXECUTION, code_execution_enabled
 from ui.components import validation_messages
 from ui.theme import frame
 from ui.widgets import demo_model_chip
 
 router = APIRouter()
 
-CODE_EXECUTION = "code_execution"
 MUTED = "text-slate-500 dark:text-slate-400"
 SECTION = "w-full p-5 gap-4 rounded-xl shadow-sm"
 ROW = "w-full items-center gap-3 py-3 border-t border-slate-100 dark:border-slate-700 first:border-t-0"
@@ -426,7 +426,7 @@ def workspace_section(workspace: WorkspacePublic) -> None:
                     "Generated code runs only inside each run's own virtual environment; "
                     "off means it is never executed or installed."
                 ).classes(f"text-sm {MUTED}")
-            ui.switch(value=bool(workspace.settings.get(CODE_EXECUTION, True)), on_change=save).props(
+            ui.switch(value=code_execution_enabled(workspace.settings), on_change=save).props(
                 'aria-label="Code execution"'
             ).mark("code-execution")
 

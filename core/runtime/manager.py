@@ -230,8 +230,6 @@ class Runtime:
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, data: RunCreate, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:
         run = self.services.runs.create(data, actor=actor, scope=scope)
-        workspace = self.services.workspaces.get(run.workspace_id)
-        code_execution = bool(workspace.settings.get("code_execution", True))
         run_dir = self.run_dir(run.id)
 
         async def execute(worker: _Worker) -> None:
@@ -246,7 +244,7 @@ class Runtime:
                         run.id,
                         choice,
                         run_dir,
-                        code_execution,
+                        run.code_execution,
                         self.settings.sandbox_timeout,
                         cancel_reason=lambda: worker.cancel_reason,
                     )

@@ -20,7 +20,7 @@ from core.runs import RunCreate, RunPublic
 from core.schemas import AgentCreate, AgentPublic, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from core.services import get_services
 from tests.llm_server import LlmServer
-from ui.runs import CODE_OFF, CODE_ON, _file_nodes, prepare_content
+from ui.runs import CODE_OFF, CODE_ON, RUN_CODE_OFF, _file_nodes, prepare_content
 
 SLOW = 90.0  # MetaGPT's first import in a process takes 20-30 s
 
@@ -141,9 +141,10 @@ async def test_the_run_list_follows_run_events_live(user: User) -> None:
     await user.should_see(marker="runs-empty")
 
     runs = get_services().runs
-    run = make_run(ws, [alice], idea="started by someone else")
-    runs.mark_running(run.id, "demo model")  # run_started carries the run: it appears
+    run = make_run(ws, [alice], idea="started by someone else")  # run_created: it appears, queued
     await eventually(lambda: bool(elements(user, f"run-status-{run.id}")))
+    assert text(user, f"run-status-{run.id}") == "queued"
+    runs.mark_running(run.id, "demo model")
     await eventually(lambda: text(user, f"run-status-{run.id}") == "running")
     runs.finish(run.id, "failed", stop_reason="error", error="LLM said no")
     await eventually(lambda: text(user, f"run-status-{run.id}") == "failed")
@@ -167,7 +168,20 @@ async def test_code_execution_off_says_generated_code_will_not_be_executed(user:
     assert text(user, "code-execution-notice") == CODE_OFF
     assert "generated code will not be executed" in CODE_OFF
     await user.open(f"/runs/{run.id}")
-    assert text(user, "code-execution-notice") == CODE_OFF
+    assert text(user, "code-execution-notice") == RUN_CODE_OFF
+
+
+async def test_a_run_page_shows_the_code_execution_the_run_was_created_with(user: User) -> None:
+    ws = workspace(code_execution=False)
+    alice, _ = team(ws)
+    run = make_run(ws, [alice])
+    # Turned on afterwards: the run was created with it off, and its page says so.
+    get_services().workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": True}))
+    assert get_services().runs.get(run.id).code_execution is False
+    await user.open(f"/runs/{run.id}")
+    assert text(user, "code-execution-notice") == RUN_CODE_OFF
+    await user.open("/runs")
+    assert text(user, "code-execution-notice") == CODE_ON  # the start card: what a new run gets
 
 
 async def test_the_start_card_shows_the_default_llm_profile(user: User) -> None:
@@ -418,7 +432,7 @@ async def test_a_demo_model_run_starts_from_the_page_and_its_messages_arrive_liv
     await user.should_see("WritePRD")
     await user.should_see("WriteDesign")
     await user.should_see("Stopped: every role finished its work")
-    assert text(user, "code-execution-notice") == CODE_OFF
+    assert text(user, "code-execution-notice") == RUN_CODE_OFF
     await eventually(lambda: text(user, "run-tokens") == f"{get_services().runs.get(run.id).tokens:,}")
     await eventually(lambda: bool(elements(user, "file-tree-nodes")), timeout=10)
 
