@@ -314,7 +314,9 @@ class Runtime:
     # -- shutdown --------------------------------------------------------------------------
     def shutdown(self, timeout: float = 5.0) -> None:
         with self._lock:
-            workers = [w for w in [*self._runs.values(), *self._chats.values()] if not w.done.is_set()]
+            workers = [w for w in self._runs.values() if not w.done.is_set()]
+        with self._chat_lock:
+            workers += [w for w in self._chats.values() if not w.done.is_set()]
         for worker in workers:
             worker.cancel("server shutting down")
         for worker in workers:

@@ -20,7 +20,8 @@ from core.runs import RunCreate, RunPublic
 from core.schemas import AgentCreate, AgentPublic, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from core.services import get_services
 from tests.llm_server import LlmServer
-from ui.runs import CODE_OFF, CODE_ON, RUN_CODE_OFF, _file_nodes, prepare_content
+from ui.run_page import _file_nodes, prepare_content
+from ui.runs import CODE_OFF, CODE_ON, RUN_CODE_OFF
 
 SLOW = 90.0  # MetaGPT's first import in a process takes 20-30 s
 
