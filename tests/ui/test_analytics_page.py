@@ -20,6 +20,7 @@ from nicegui import ui
 from nicegui.testing import User
 
 import ui.analytics as page
+import ui.analytics_charts as charts
 from core.schemas import AgentCreate, WorkspaceCreate
 from core.services import get_services
 from storage.types import utcnow
@@ -218,7 +219,7 @@ async def test_each_chart_downloads_as_csv_and_png(user: User) -> None:
 
 
 def test_csv_cells_that_look_like_formulas_are_defused() -> None:
-    rows = list(csv.reader(io.StringIO(page.csv_bytes(["a", "b"], [["=HYPERLINK()", 3], ["+1", "-x"]]).decode())))
+    rows = list(csv.reader(io.StringIO(charts.csv_bytes(["a", "b"], [["=HYPERLINK()", 3], ["+1", "-x"]]).decode())))
     assert rows[1:] == [["'=HYPERLINK()", "3"], ["'+1", "'-x"]]
 
 
