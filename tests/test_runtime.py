@@ -268,7 +268,7 @@ def test_two_role_team_run_records_messages_events_tokens_and_costs(rt: Services
     assert sum(m.prompt_tokens for m in transcript) == run.prompt_tokens
 
     run_events = [t for t, _ in _events(rt, run_id=run_id)]
-    assert run_events[0] == "run_started" and run_events[-1] == "run_finished"
+    assert run_events[:2] == ["run_created", "run_started"] and run_events[-1] == "run_finished"
     assert run_events.count("run_round") >= 2
     for agent in (pm, architect):
         assert "busy" in _statuses(rt, agent)
