@@ -21,7 +21,7 @@ import uuid
 from pathlib import PurePosixPath
 from typing import Any
 
-from nicegui import APIRouter, background_tasks, context, run, ui
+from nicegui import APIRouter, app, background_tasks, context, run, ui
 from nicegui.client import Client
 
 from core.errors import Conflict, DomainError, NotFound
@@ -303,6 +303,7 @@ class RunView:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._dirty: set[uuid.UUID] = set()
         self._shown_llm: tuple[str, bool] | None = None
+        self.client.on_delete(self._stop_timers)
 
     # -- layout ----------------------------------------------------------------------------
     def build(self, agents: dict[uuid.UUID, AgentPublic]) -> None:
@@ -623,8 +624,16 @@ class RunView:
 
     def _start_refresh(self) -> None:
         self._refresh_handle = None
-        if not self.client.is_deleted:
+        # Not while the server shuts down: a task created after NiceGUI cancelled its tasks would be
+        # left pending when the event loop closes.
+        if not self.client.is_deleted and not app.is_stopping:
             background_tasks.create(self._refresh(), name=f"run-refresh-{self.run.id}")
+
+    def _stop_timers(self) -> None:
+        for handle in (self._refresh_handle, self._flush_handle):
+            if handle is not None:
+                handle.cancel()
+        self._refresh_handle = self._flush_handle = None
 
     async def _refresh(self) -> None:
         self._last_refresh = time.monotonic()

@@ -32,6 +32,17 @@ def ui_environment(
     if marker is not None:
         monkeypatch.setenv("AGENTDECK_PASSWORD", marker.args[0])
     from nicegui import app as _app
+    from nicegui import background_tasks
+
+    # NiceGUI keeps its background tasks in module-level collections. A previous test's app that
+    # did not shut down cleanly leaves tasks of its (now closed) event loop there, and the next
+    # app's shutdown would wait for them forever: drop them.
+    for task in list(background_tasks.running_tasks):
+        if task.get_loop().is_closed():
+            background_tasks.running_tasks.discard(task)
+    for name, task in list(background_tasks.lazy_tasks_running.items()):
+        if task.get_loop().is_closed():
+            background_tasks.lazy_tasks_running.pop(name, None)
 
     # Each test re-runs main.py, and every include_router wraps the app's lifespan once more;
     # without putting the original back, a few dozen tests exceed the recursion limit.
