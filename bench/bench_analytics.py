@@ -34,12 +34,11 @@ test; a million rows is this benchmark's job.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,6 +48,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_pagination import median_ms
 from core.analytics import AnalyticsQuery, AnalyticsService
 from core.config import Settings
 from core.db import Database
@@ -235,14 +235,6 @@ def full_index_scans(dialect: str, plan: list[str]) -> list[str]:
 
 
 # -- the benchmark -----------------------------------------------------------------------------
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
 
 
 def rows_in_range(db: Database, workspace_id: uuid.UUID, since: datetime, until: datetime) -> int:

@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +37,7 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_pagination import seed
+from bench.bench_pagination import median_ms, seed
 from core.config import Settings
 from core.registry import sync_definitions
 from core.services import build_services
@@ -75,16 +72,6 @@ def seeded_app(root: Path, label: str, messages: int, agents: int) -> Deck:
     # Rate limits off: the benchmark itself is the only client.
     app = AppProcess(data_dir, env={"AGENTDECK_RATE_LIMIT": "off", "AGENTDECK_PRELOAD_RUNTIME": "false"})
     return Deck(label, app.start(), agent_id, messages)
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
 
 
 def thread_shown(deck: Deck) -> str:

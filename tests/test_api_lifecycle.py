@@ -7,7 +7,6 @@ One app process serves the module; every test makes its own workspace and token.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from core.schemas import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from core.services import Services, build_services
 from tests.app_process import AppProcess
 from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
+from tests.waiting import wait_until
 
 RUN_WAIT = 120.0
 FINISHED = {"completed", "failed", "cancelled", "interrupted"}
@@ -73,17 +73,6 @@ def create_agent(client: httpx.Client, ws: WorkspacePublic, name: str, definitio
     return ok(
         client.post("/api/agents", json={"workspace_id": str(ws.id), "definition": definition, "name": name}), 201
     )
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.25)
 
 
 # -- agents ----------------------------------------------------------------------------------------

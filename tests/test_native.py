@@ -12,10 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 
@@ -23,6 +22,7 @@ import main
 from core.config import Settings
 from core.services import build_services
 from tests.app_process import ROOT, AppProcess, clean_env
+from tests.waiting import wait_until
 
 SCREEN = (1440, 900)
 BRAND_INDIGO = (79, 70, 229)  # ui/theme.py's primary colour: the logo, the active nav link
@@ -44,17 +44,6 @@ def display() -> Iterator[str]:
     yield f":{number}"
     server.terminate()
     server.wait(timeout=10)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.5)
 
 
 def windows_named(display: str, name: str) -> list[str]:

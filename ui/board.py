@@ -28,7 +28,7 @@ from core.services import get_services
 from core.status import AgentStatus
 from ui import live
 from ui.theme import frame
-from ui.widgets import STATUS_COLORS
+from ui.widgets import ROLE_ICONS, STATUS_COLORS
 
 router = APIRouter()
 
@@ -37,14 +37,6 @@ PAGE_SIZE = 24
 ACTOR = "user"
 RUNNING = {AgentStatus.ACTIVE.value, AgentStatus.BUSY.value}
 ALL = ""  # the "any" choice of a filter select
-ROLE_ICONS = {
-    "ProductManager": "assignment",
-    "Architect": "architecture",
-    "ProjectManager": "view_kanban",
-    "Engineer": "code",
-    "QaEngineer": "bug_report",
-    "assistant": "chat",
-}
 CARD = (
     "w-full p-4 gap-3 rounded-xl shadow-sm border border-slate-200 dark:border-slate-700 "
     "hover:shadow-md transition-shadow"

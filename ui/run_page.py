@@ -46,7 +46,7 @@ from ui.runs import (
 )
 from ui.state import current_workspace
 from ui.theme import frame
-from ui.widgets import RUN_STATUS_COLORS, run_status_badge, safe_markdown, status_badge
+from ui.widgets import ROLE_ICONS, RUN_STATUS_COLORS, run_status_badge, safe_markdown, status_badge
 from ui.widgets import update_status_badge as update_agent_badge
 
 router = APIRouter()
@@ -65,14 +65,6 @@ ACTIVITY_TEXT = {
     "thinking": "thinking…",
     "calling_llm": "calling the LLM…",
     "acting": "working on {action}…",
-}
-ROLE_ICONS = {
-    "ProductManager": "assignment",
-    "Architect": "architecture",
-    "ProjectManager": "view_kanban",
-    "Engineer": "code",
-    "QaEngineer": "bug_report",
-    "assistant": "chat",
 }
 LANGUAGES = {
     ".py": "python",

@@ -9,6 +9,16 @@ from nicegui import ui
 from core.runtime_labels import DEMO_MODEL_LABEL
 from ui.theme import page_dark_mode
 
+# One Material icon per MetaGPT role kind (agent cards, run members).
+ROLE_ICONS = {
+    "ProductManager": "assignment",
+    "Architect": "architecture",
+    "ProjectManager": "view_kanban",
+    "Engineer": "code",
+    "QaEngineer": "bug_report",
+    "assistant": "chat",
+}
+
 STATUS_COLORS: dict[str, str] = {
     "idle": "grey-6",
     "initializing": "blue-5",

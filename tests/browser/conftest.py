@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,14 +46,6 @@ VIEWPORT = {"width": 1280, "height": 800}
 LIVE_TIMEOUT_MS = 8_000
 # First load of a page (NiceGUI's assets are cached after the first one of a context).
 PAGE_TIMEOUT_MS = 15_000
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
-        skip = pytest.mark.skip(reason=f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
-        for item in items:
-            if "browser" in item.keywords:
-                item.add_marker(skip)
 
 
 # -- the app and its data ---------------------------------------------------------------------
@@ -131,6 +122,8 @@ def seed(app: AppProcess, app_services: Services) -> Seed:
 def browser() -> Iterator[Browser]:
     # Module scope: Playwright's sync API runs an event loop in the main thread while it is open,
     # which would break every asyncio test that pytest runs after the browser tests.
+    if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (./deck test does)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         yield launched
@@ -168,12 +161,3 @@ def user_b(new_page: Callable[[], Page]) -> Page:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)

@@ -27,7 +27,8 @@ from core.llm_profiles import LlmProfileCreate
 from core.schemas import ProjectCreate, WorkspaceUpdate
 from core.services import Services
 from tests.app_process import ROOT
-from tests.browser.conftest import PAGE_TIMEOUT_MS, VIEWPORT, Seed, wait_until
+from tests.browser.conftest import PAGE_TIMEOUT_MS, VIEWPORT, Seed
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -18,15 +18,7 @@ from core.context import ContextUpdate
 from core.events import EventType
 from core.schemas import AgentCreate, AgentPublic, AgentUpdate, WorkspaceCreate, WorkspacePublic
 from core.services import get_services
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    assert condition()
+from tests.waiting import eventually
 
 
 def only(user: User, marker: str) -> ui.element:

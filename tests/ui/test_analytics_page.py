@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,20 +24,9 @@ from core.schemas import AgentCreate, WorkspaceCreate
 from core.services import get_services
 from storage.types import utcnow
 from tests.test_analytics import History, write_history
+from tests.waiting import eventually
 
 CHARTS = ("messages", "busiest", "status", "spend", "cost", "errors", "runs", "run-cost")
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for `condition`; until the timeout, an element not found yet counts as False."""
-    for _ in range(int(timeout / 0.05)):
-        try:
-            if condition():
-                return
-        except (AssertionError, LookupError):
-            pass
-        await asyncio.sleep(0.05)
-    assert condition()
 
 
 def only(user: User, marker: str) -> Any:
@@ -227,9 +215,10 @@ def test_csv_cells_that_look_like_formulas_are_defused() -> None:
 @pytest.mark.browser
 def test_the_page_draws_every_chart_in_chromium(tmp_path: Path) -> None:
     """The real app and Chromium: eight plotly charts drawn with data, in light and dark mode."""
-    playwright = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api as playwright
+
     if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed")
+        pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (./deck test does)")
     from core.config import Settings
     from core.services import build_services
     from storage.migrate import upgrade

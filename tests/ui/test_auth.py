@@ -6,24 +6,16 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 from nicegui import ui
 from nicegui.testing import User
 
+from tests.waiting import eventually
 from ui.auth import safe_target
 
 PASSWORD = "correct horse battery staple"
 pytestmark = pytest.mark.dashboard_password(PASSWORD)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    assert condition()
 
 
 def password_field(user: User) -> ui.input:

@@ -7,23 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable
 
 from nicegui import ui
 from nicegui.testing import User
 
 from core.schemas import AgentCreate, AgentUpdate, ProjectCreate, WorkspaceCreate, WorkspacePublic
 from core.services import get_services
+from tests.waiting import eventually
 from ui.board import PAGE_SIZE
 from ui.widgets import STATUS_COLORS
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    assert condition()
 
 
 def only(user: User, marker: str) -> ui.element:

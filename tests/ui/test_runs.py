@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from nicegui import ElementFilter, ui
@@ -20,19 +20,11 @@ from core.runs import RunCreate, RunPublic
 from core.schemas import AgentCreate, AgentPublic, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from core.services import get_services
 from tests.llm_server import LlmServer
+from tests.waiting import eventually
 from ui.run_page import _file_nodes, prepare_content
 from ui.runs import CODE_OFF, CODE_ON, RUN_CODE_OFF
 
 SLOW = 90.0  # MetaGPT's first import in a process takes 20-30 s
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    assert condition()
 
 
 def elements(user: User, marker: str) -> list[ui.element]:

@@ -3,9 +3,6 @@ default, the demo-model note) and the workspace's code-execution switch."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 import pytest
 from nicegui import ui
 from nicegui.testing import User
@@ -16,14 +13,7 @@ from core.schemas import WorkspaceCreate, WorkspacePublic
 from core.services import get_services
 from core.tokens import PREFIX_CHARS
 from tests.llm_server import LlmServer
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    assert condition()
+from tests.waiting import eventually
 
 
 def only(user: User, marker: str) -> ui.element:

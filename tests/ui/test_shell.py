@@ -3,23 +3,13 @@ dark mode, as a person using the `user` fixture's simulated browser sees them.""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from nicegui import ui
 from nicegui.testing import User
 
 from core.schemas import WorkspaceCreate
 from core.services import get_services
+from tests.waiting import eventually
 from ui.theme import NAV
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    assert condition()
 
 
 def only(user: User, marker: str) -> ui.element:
