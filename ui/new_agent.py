@@ -11,7 +11,7 @@ import json
 import uuid
 from typing import TYPE_CHECKING
 
-from nicegui import app, run, ui
+from nicegui import run, ui
 from pydantic import ValidationError
 
 from core.errors import Conflict, DomainError, InvalidInput
@@ -19,7 +19,7 @@ from core.schemas import AgentCreate
 from core.services import get_services
 from ui.board import ACTOR, ALL, MUTED, catalog_order
 from ui.components import validation_messages
-from ui.theme import DARK_MODE_KEY
+from ui.widgets import json_editor
 
 if TYPE_CHECKING:
     from ui.board import Board
@@ -33,7 +33,6 @@ class NewAgentDialog:
         self.board = board
         definitions = sorted(board.definitions.values(), key=catalog_order)
         self.prefill = ""
-        dark = bool(app.storage.user.get(DARK_MODE_KEY, False))
         with ui.dialog() as self.dialog, ui.card().classes("w-[40rem] max-w-full gap-3 p-6 rounded-xl"):
             ui.label("New agent").classes("text-lg font-semibold")
             self.definition = (
@@ -64,11 +63,7 @@ class NewAgentDialog:
                 )
                 self.project.set_visibility(bool(board.projects))
             ui.label("Config (JSON)").classes("text-sm font-medium -mb-2")
-            self.config = (
-                ui.codemirror(language="JSON", theme="basicDark" if dark else "basicLight", indent="  ")
-                .classes("w-full h-48 rounded-lg border border-slate-300 dark:border-slate-600 overflow-hidden")
-                .mark("new-agent-config")
-            )
+            self.config = json_editor().classes("h-48 overflow-hidden").mark("new-agent-config")
             self.config_error = (
                 ui.label().classes("text-sm text-negative whitespace-pre-wrap -mt-1").mark("new-agent-config-error")
             )
