@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from core.schemas import (
 from core.services import Services
 from storage.models import Event
 from storage.types import utcnow
+from tests.waiting import eventually
 
 
 def test_workspace_is_created_renamed_listed_and_its_slug_stays_unique(services: Services) -> None:
@@ -113,14 +113,12 @@ async def test_running_services_apply_the_event_retention_setting(services: Serv
         session.execute(sa.update(Event).where(Event.seq == 1).values(created_at=utcnow() - timedelta(days=40)))
     services.settings.event_retention_days = 30
 
+    def kept() -> list[dict[str, object]]:
+        with services.db.read() as session:
+            return [e.payload for e in session.exec(sa.select(Event)).scalars()]
+
     await services.start()
     try:
-        for _ in range(100):
-            with services.db.read() as session:
-                kept = [e.payload for e in session.exec(sa.select(Event)).scalars()]
-            if len(kept) == 1:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: kept() == [{"old": False}])
     finally:
         await services.stop()
-    assert kept == [{"old": False}]
