@@ -173,9 +173,6 @@ def serve(settings: Settings) -> None:
     check_native(settings)
     services = prepare(settings)
     set_services(services)
-    interrupted = services.runtime.recover()
-    if interrupted:
-        log.warning("%d run(s) were still running when the server stopped; marked interrupted", interrupted)
     if settings.demo:
         from core.demo import seed_demo
 

@@ -50,6 +50,8 @@ class Services:
 
     async def start(self) -> None:
         await self.bus.start()
+        # Durable execution: DBOS resumes the runs and chat answers this process left unfinished.
+        await asyncio.to_thread(self.runtime.launch)
         if self.settings.event_retention_days > 0:
             self._retention_task = asyncio.create_task(self._apply_retention(), name="agentdeck-event-retention")
 
@@ -58,7 +60,7 @@ class Services:
             self._retention_task.cancel()
             await asyncio.gather(self._retention_task, return_exceptions=True)
             self._retention_task = None
-        self.runtime.shutdown()
+        await asyncio.to_thread(self.runtime.shutdown)
         await self.bus.stop()
 
     async def _apply_retention(self) -> None:
