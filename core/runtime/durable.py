@@ -51,6 +51,13 @@ CHAT_QUEUE = "agentdeck-chat"
 RUN_WORKFLOW = "agentdeck.team_run"
 CHAT_WORKFLOW = "agentdeck.chat_answer"
 CHAT_CONCURRENCY = 4
+SWEEP_SECONDS = 10.0
+LOCK_NAMESPACE = 0x41474454  # "AGDT": advisory locks of AgentDeck executor ids
+
+
+class ExecutorIdInUse(RuntimeError):
+    """Another live process executes under this executor id."""
+
 
 _host_lock = threading.RLock()
 _current: DurableHost | None = None
@@ -96,6 +103,86 @@ class DurableHost:
         self.stopping = False
         self.run_queue: Queue | None = None
         self.chat_queue: Queue | None = None
+        self._liveness: Any = None  # PostgreSQL: the connection holding our executor id's lock
+        self._sweeper: threading.Thread | None = None
+        self._sweep_stop = threading.Event()
+
+    # -- liveness and takeover (PostgreSQL) ------------------------------------------------
+    # Open-source DBOS has no dead-executor detection. On PostgreSQL each executing process holds
+    # a session advisory lock on its executor id for as long as it lives: the database releases
+    # it the moment the process dies (SIGKILL included). Every SWEEP_SECONDS a live process tries
+    # the locks of the executors that own pending workflows; one it can take is dead, and its
+    # workflows are re-enqueued for the live ones (DBOS's own recovery, which admits one runner).
+    def _claim_executor_id(self) -> None:
+        if self.settings.is_sqlite or not self.settings.executor:
+            return
+        import sqlalchemy as sa
+
+        conn = self.services.db.engine.connect()
+        taken = conn.execute(
+            sa.text("SELECT pg_try_advisory_lock(:ns, hashtext(:id))"), {"ns": LOCK_NAMESPACE, "id": self.executor_id}
+        ).scalar()
+        conn.commit()
+        if not taken:
+            conn.invalidate()
+            conn.close()
+            raise ExecutorIdInUse(
+                f"executor id {self.executor_id!r} belongs to another live AgentDeck process on this database; "
+                "give each process its own with --worker-id (AGENTDECK_WORKER_ID)"
+            )
+        self._liveness = conn
+
+    def _release_executor_id(self) -> None:
+        conn, self._liveness = self._liveness, None
+        if conn is not None:
+            try:
+                conn.invalidate()  # ends the session (not back to the pool): the lock goes with it
+                conn.close()
+            except Exception:
+                log.debug("closing the liveness connection", exc_info=True)
+
+    def _sweep_loop(self) -> None:
+        self._sweep_stop.clear()
+        while not self._sweep_stop.wait(SWEEP_SECONDS):
+            try:
+                self.take_over_dead_executors()
+            except Exception:
+                log.exception("takeover sweep failed; retrying")
+
+    def take_over_dead_executors(self) -> list[str]:
+        """Re-enqueue the pending workflows of executors that are no longer alive."""
+        import sqlalchemy as sa
+
+        pending = DBOS.list_workflows(status=["PENDING"], app_version=VERSION, load_input=False, load_output=False)
+        owners = sorted({w.executor_id for w in pending if w.executor_id and w.executor_id != self.executor_id})
+        taken: list[str] = []
+        for owner in owners:
+            with self.services.db.engine.connect() as conn:
+                args = {"ns": LOCK_NAMESPACE, "id": owner}
+                if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:ns, hashtext(:id))"), args).scalar():
+                    continue  # alive
+                try:
+                    log.warning("executor %s is gone: taking over its workflows", owner)
+                    DBOS._recover_pending_workflows([owner])
+                    taken.append(owner)
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, hashtext(:id))"), args)
+                    conn.commit()
+        return taken
+
+    # -- cancel from any process -------------------------------------------------------------
+    async def follow_finished_runs(self) -> None:
+        """A run finished elsewhere (cancelled through another process) stops here at once: the
+        bus carries its `run_finished` event (LISTEN/NOTIFY on PostgreSQL)."""
+        from core.events import EventFilter, EventType
+
+        async with self.services.bus.subscribe(EventFilter(types=frozenset({EventType.RUN_FINISHED}))) as sub:
+            async for event in sub:
+                with self._lock:
+                    session = self.sessions.get(event.run_id) if event.run_id else None
+                if session is not None:
+                    reason = str((event.data.get("run") or {}).get("stop_reason") or "finished elsewhere")
+                    session.abort(reason)
 
     # -- lifecycle -------------------------------------------------------------------------
     def launch(self) -> None:
@@ -121,6 +208,9 @@ class DurableHost:
             }
             DBOS(config=config)
             try:
+                if not settings.executor:
+                    DBOS.listen_queues([])  # serves, enqueues and cancels; executes nothing
+                self._claim_executor_id()
                 DBOS.launch()
                 self.run_queue = DBOS.register_queue(RUN_QUEUE, worker_concurrency=max_runs, polling_interval_sec=0.5)
                 self.chat_queue = DBOS.register_queue(
@@ -134,6 +224,9 @@ class DurableHost:
                 raise
             self.launched, self.stopping = True, False
             _current = self
+            if self._liveness is not None and settings.executor:
+                self._sweeper = threading.Thread(target=self._sweep_loop, name="agentdeck-takeover", daemon=True)
+                self._sweeper.start()
             log.info("durable execution launched (executor %s, version %s)", self.executor_id, VERSION)
 
     def destroy(self, timeout: float = 5.0) -> None:
@@ -156,7 +249,12 @@ class DurableHost:
             deadline = time.monotonic() + timeout
             while (self.sessions or self.chat_tasks) and time.monotonic() < deadline:
                 time.sleep(0.02)
+            self._sweep_stop.set()
+            if self._sweeper is not None:
+                self._sweeper.join(timeout=5)
+                self._sweeper = None
             DBOS.destroy(workflow_completion_timeout_sec=0)
+            self._release_executor_id()
             self.launched = False
             if _current is self:
                 _current = None

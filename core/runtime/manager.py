@@ -60,9 +60,9 @@ class Runtime:
         return thread
 
     def launch(self) -> None:
-        """Start executing: DBOS resumes the runs and answers this process left unfinished."""
-        if self.settings.executor:
-            self.durable.launch()
+        """Start DBOS: an executing process resumes the runs and answers it left unfinished; a
+        `--no-executor` one only queues, cancels and reads them."""
+        self.durable.launch()
 
     # -- LLM -------------------------------------------------------------------------------
     def llm_choice(self, workspace_id: uuid.UUID, profile: str | None = None) -> LlmChoice:
