@@ -6,6 +6,8 @@ uv run main.py workspace create SLUG [--name N]
 uv run main.py token create --workspace SLUG [--name N]   # prints the token once
 uv run main.py token list --workspace SLUG
 uv run main.py token revoke ID
+uv run main.py worker [--worker-id ID]     # executes runs and chat answers only (PostgreSQL)
+uv run main.py --no-executor              # dashboard + API only; workers execute
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--password", default=default, help="dashboard password (AGENTDECK_PASSWORD)")
     parser.add_argument("--native", action="store_true", default=default, help="open a desktop window")
     parser.add_argument("--demo", action="store_true", default=default, help="seed a `demo` workspace")
+    parser.add_argument(
+        "--worker-id", default=default, help="this process's executor id, unique per live process (AGENTDECK_WORKER_ID)"
+    )
+    parser.add_argument(
+        "--no-executor",
+        action="store_true",
+        default=default,
+        help="serve the dashboard and API but execute no run (AGENTDECK_EXECUTOR=false)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     token_revoke = token_commands.add_parser("revoke", help="revoke a token")
     token_revoke.add_argument("id")
     _common_options(token_revoke, suppress=True)
+
+    worker = commands.add_parser("worker", help="execute team runs and chat answers, without the dashboard")
+    _common_options(worker, suppress=True)
     return parser
 
 
@@ -82,6 +96,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "password": getattr(args, "password", None),
             "native": getattr(args, "native", None) or None,
             "demo": getattr(args, "demo", None) or None,
+            "worker_id": getattr(args, "worker_id", None),
+            "executor": False if getattr(args, "no_executor", None) else None,
         }.items()
         if value is not None
     }
@@ -173,9 +189,6 @@ def serve(settings: Settings) -> None:
     check_native(settings)
     services = prepare(settings)
     set_services(services)
-    interrupted = services.runtime.recover()
-    if interrupted:
-        log.warning("%d run(s) were still running when the server stopped; marked interrupted", interrupted)
     if settings.demo:
         from core.demo import seed_demo
 
@@ -213,6 +226,35 @@ def serve(settings: Settings) -> None:
         storage_secret=storage_secret(settings),
         fastapi_docs=True,
     )
+
+
+def run_worker(settings: Settings) -> int:
+    """`main.py worker`: executors only. Stops on SIGTERM/SIGINT; what it was executing resumes
+    at its next start, or is taken over by another live process (PostgreSQL)."""
+    import asyncio
+    import signal
+
+    services = prepare(settings)
+    if not settings.executor:
+        raise StartupError("`worker` executes runs; --no-executor makes no sense with it")
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await services.start()
+        log.info("worker %s executing (max %d runs at once)", services.runtime.durable.executor_id, settings.max_runs)
+        try:
+            await stop.wait()
+        finally:
+            await services.stop()
+
+    try:
+        asyncio.run(work())
+    finally:
+        services.db.dispose()
+    return 0
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -275,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         settings = settings_from_args(args)
+        if args.command == "worker":
+            return run_worker(settings)
         if args.command:
             return run_command(args, settings)
         serve(settings)

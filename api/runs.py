@@ -7,7 +7,7 @@ and is followed with `GET /api/runs/{id}` (or the event stream) until its status
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 from fastapi.responses import PlainTextResponse
@@ -19,10 +19,9 @@ from core.messages import MessagePublic
 from core.pagination import DEFAULT_LIMIT
 from core.runs import RunCreate, RunPublic
 from core.schemas import Page
+from core.status import RunStatus
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=AUTH_ERRORS)
-
-RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 
 
 @router.post("", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409))
@@ -46,8 +45,9 @@ def list_runs(
 
 @router.get("/{run_id}", response_model=RunPublic, responses=errors(404))
 def get_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
-    """The run with its status, budget, costs, tokens and members."""
-    return services.runs.get(run_id, scope=principal.workspace())
+    """The run with its status, budget, costs, tokens and members; while queued, its place in the
+    queue (`queue_position`, 0 = next); after a restart, `resumed_at_round` and `attempts`."""
+    return services.runtime.get_run(run_id, scope=principal.workspace())
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic, responses=errors(404, 409))

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     run_time_limit: int = 1800
     # Seconds allowed for creating a run's virtual environment and for each pip network wait.
     sandbox_timeout: int = 120
+    # Team runs one process executes at once (a DBOS queue's worker concurrency); more wait queued.
+    max_runs: int = Field(default=4, ge=1, le=64)
+    # This process's executor id for durable runs; empty: derived from the host and the data dir.
+    # Two live processes must never share one (each recovers its own workflows at start).
+    worker_id: str = ""
+    # False: this process serves the dashboard and API but executes no run or chat answer.
+    executor: bool = True
     # Import MetaGPT in the background at startup so the first run starts at once.
     preload_runtime: bool = True
     # WebSocket keep-alive: a ping every N seconds; a client silent this long is closed.

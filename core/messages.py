@@ -143,16 +143,21 @@ class MessageService:
         cost: float = 0.0,
         actor: str = "user",
         scope: uuid.UUID | None = None,
+        message_id: uuid.UUID | None = None,
     ) -> MessagePublic:
         """`append` inside the caller's write transaction (the runtime records a reply and a
-        status change together). `agent` is the agent's row or id."""
+        status change together). `agent` is the agent's row or id. `message_id`: the runtime's
+        deterministic id, so a replayed round stores each message once (see `exists_in`)."""
         fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
         if isinstance(agent, AgentInstance):
             if scope is not None and agent.workspace_id != scope:
                 raise NotFound("agent", agent.id)
         else:
             agent = get_agent_row(session, agent, scope)
-        return _insert(session, agent, fields, run_id, actor)
+        return _insert(session, agent, fields, run_id, actor, message_id)
+
+    def exists_in(self, session: Session, message_id: uuid.UUID) -> bool:
+        return session.get(AgentMessage, message_id) is not None
 
     def _check(
         self,
@@ -279,7 +284,12 @@ class MessageService:
 
 # -- writing helpers -------------------------------------------------------------------------
 def _insert(
-    session: Session, agent: AgentInstance, fields: dict[str, Any], run_id: uuid.UUID | None, actor: str
+    session: Session,
+    agent: AgentInstance,
+    fields: dict[str, Any],
+    run_id: uuid.UUID | None,
+    actor: str,
+    message_id: uuid.UUID | None = None,
 ) -> MessagePublic:
     if run_id is not None:
         run = session.get(Run, run_id)
@@ -289,6 +299,7 @@ def _insert(
     current = session.exec(select(func.max(AgentMessage.seq)).where(AgentMessage.agent_id == agent.id)).one()
     now = utcnow()
     row = AgentMessage(
+        id=message_id or uuid.uuid4(),
         workspace_id=agent.workspace_id,
         agent_id=agent.id,
         run_id=run_id,

@@ -2,13 +2,16 @@
 
 Rules (SPEC §9):
 - A run belongs to one workspace; its members are distinct agents of that workspace (1..12).
-- Lifecycle: queued → running → completed | failed | cancelled | interrupted. Creation and each
-  move write their event in the same transaction (`run_created`, `run_started`, `run_round`,
-  `run_finished`); a finished run never changes status again.
+- Lifecycle (`RunStatus`, core/status.py): queued → running → completed | failed | cancelled |
+  interrupted, always with a reason. Creation and each move write their event in the same
+  transaction (`run_created`, `run_started`, `run_round`, `run_finished`); a finished run never
+  changes status again.
 - A run keeps the workspace's code-execution switch as it was at creation (`code_execution`).
 - Costs and tokens are added per member and per run as the LLM reports them.
-- On startup every run still queued or running belonged to a process that died: it becomes
-  `interrupted`, and members left `busy` go back to `active`.
+- Execution is durable (core/runtime/durable.py): a run interrupted by a restart or a dead
+  process resumes at its next round; `attempts` counts executions, `resumed_at_round` says where
+  it resumed, and a replayed round announces itself once (`current_round`).
+- A fork copies rounds 1..fork_round of its parent (`parent_run_id`) and continues from there.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
 from core.schemas import Page, Public
-from core.status import AgentStatus
+from core.status import RUN_FINISHED, RUN_UNFINISHED, AgentStatus, RunStatus
 from core.validation import NoNul
 from core.workspaces import code_execution_enabled
-from storage.models import AgentDefinition, AgentInstance, AgentStatusChange, Run, RunMember, Workspace
+from storage.models import AgentDefinition, AgentInstance, Run, RunMember, Workspace
 from storage.types import utcnow
 
-FINISHED = frozenset({"completed", "failed", "cancelled", "interrupted"})
+FINISHED = RUN_FINISHED
 MAX_MEMBERS = 12
 
 
@@ -66,7 +69,7 @@ class RunPublic(Public):
     workspace_id: uuid.UUID
     project_id: uuid.UUID | None
     idea: str
-    status: str
+    status: RunStatus
     stop_reason: str
     n_rounds: int
     investment: float
@@ -77,6 +80,13 @@ class RunPublic(Public):
     error: str
     llm_label: str
     code_execution: bool
+    current_round: int = 0
+    attempts: int = 0
+    resumed_at_round: int | None = None
+    parent_run_id: uuid.UUID | None = None
+    fork_round: int | None = None
+    # Runs ahead of it in the execution queue (None unless queued and known; see Runtime.get_run).
+    queue_position: int | None = None
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
@@ -87,7 +97,14 @@ class RunService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create(self, data: RunCreate, actor: str = "system", scope: uuid.UUID | None = None) -> RunPublic:
+    def create(
+        self,
+        data: RunCreate,
+        actor: str = "system",
+        scope: uuid.UUID | None = None,
+        parent_run_id: uuid.UUID | None = None,
+        fork_round: int | None = None,
+    ) -> RunPublic:
         if scope is not None and data.workspace_id != scope:
             raise NotFound("workspace", data.workspace_id)
         with self.db.write() as session:
@@ -102,6 +119,8 @@ class RunService:
                 n_rounds=data.n_rounds,
                 investment=data.investment,
                 code_execution=code_execution_enabled(workspace.settings),
+                parent_run_id=parent_run_id,
+                fork_round=fork_round,
             )
             for agent_id in data.agent_ids:
                 agent = session.get(AgentInstance, agent_id)
@@ -162,13 +181,21 @@ class RunService:
         return Page[RunPublic](items=items, next_cursor=next_cursor)
 
     # -- lifecycle (called by the runtime) -------------------------------------------------
-    def mark_running(self, run_id: uuid.UUID, llm_label: str) -> RunPublic:
+    def mark_running(self, run_id: uuid.UUID, llm_label: str, resumed_at_round: int | None = None) -> RunPublic:
+        """An execution of the run begins: the first one moves it queued → running; a later one
+        (after a restart or a takeover) counts an attempt and says where it resumed."""
         with self.db.write() as session:
             run = _run(session, run_id, None)
-            if run.status != "queued":
+            if run.status in RUN_FINISHED:
                 raise Conflict(f"run is {run.status}, not queued")
-            run.status, run.started_at, run.llm_label = "running", utcnow(), llm_label
+            if run.status == RunStatus.QUEUED:
+                run.status, run.started_at = RunStatus.RUNNING.value, utcnow()
+            run.llm_label = llm_label
+            run.attempts += 1
+            if resumed_at_round is not None:
+                run.resumed_at_round = resumed_at_round
             session.add(run)
+            session.flush()
             members = _members(session, run.id)
             public = _public(run, members)
             append_event(
@@ -181,8 +208,13 @@ class RunService:
             return public
 
     def record_round(self, run_id: uuid.UUID, round_no: int, detail: dict[str, Any] | None = None) -> None:
+        """Announce round `round_no` once: a round replayed after a restart is not announced again."""
         with self.db.write() as session:
             run = _run(session, run_id, None)
+            if round_no <= run.current_round:
+                return
+            run.current_round = round_no
+            session.add(run)
             append_event(
                 session,
                 EventType.RUN_ROUND,
@@ -226,14 +258,16 @@ class RunService:
         )
 
     def finish(self, run_id: uuid.UUID, status: str, stop_reason: str = "", error: str = "") -> RunPublic:
-        if status not in FINISHED:
+        """The run's one terminal status, with its reason; a finished run keeps its first one."""
+        if status not in RUN_FINISHED:
             raise InvalidInput(f"{status!r} is not a finished status")
         with self.db.write() as session:
             run = _run(session, run_id, None)
             if run.status in FINISHED:
                 return _public(run, _members(session, run.id))
             session.refresh(run)
-            run.status, run.stop_reason, run.error, run.finished_at = status, stop_reason, error[:10_000], utcnow()
+            run.status, run.stop_reason, run.error = RunStatus(status).value, stop_reason, error[:10_000]
+            run.finished_at = utcnow()
             session.add(run)
             session.flush()
             public = _public(run, _members(session, run.id))
@@ -246,54 +280,27 @@ class RunService:
             )
             return public
 
-    def interrupt_unfinished(self) -> int:
-        """Startup sweep: runs left queued/running by a dead process become `interrupted`, and
-        their members stuck in `busy` return to `active`. Returns the number of runs marked."""
-        with self.db.write() as session:
-            runs = list(session.exec(select(Run).where(col(Run.status).in_(["queued", "running"]))))
-            for run in runs:
-                run.status, run.finished_at = "interrupted", utcnow()
-                run.stop_reason = "the server stopped while the run was in progress"
-                session.add(run)
-                members = _members(session, run.id)
-                for member in members:
-                    agent = session.get(AgentInstance, member.agent_id) if member.agent_id else None
-                    if agent is not None and agent.status == AgentStatus.BUSY:
-                        _force_status(session, agent, AgentStatus.ACTIVE, "run interrupted by a restart")
-                session.flush()
-                append_event(
-                    session,
-                    EventType.RUN_FINISHED,
-                    run.workspace_id,
-                    {"run": _public(run, members).model_dump(mode="json")},
-                    run_id=run.id,
-                )
-            return len(runs)
-
-
-def _force_status(session: Session, agent: AgentInstance, status: AgentStatus, reason: str) -> None:
-    # busy -> active is an allowed transition; written here directly because the sweep runs
-    # before any other writer and must not fail on a lock_version race it cannot have.
-    previous = agent.status
-    agent.status, agent.status_reason, agent.lock_version = status.value, reason, agent.lock_version + 1
-    session.add(agent)
-    session.add(
-        AgentStatusChange(
-            workspace_id=agent.workspace_id,
-            agent_id=agent.id,
-            from_status=previous,
-            to_status=status.value,
-            reason=reason,
-            actor="system",
+    def unfinished(self, limit: int = 500) -> list[RunPublic]:
+        """Runs still queued or running, oldest first (the startup and takeover sweeps)."""
+        stmt = (
+            select(Run)
+            .where(col(Run.status).in_([s.value for s in RUN_UNFINISHED]))
+            .order_by(col(Run.created_at), col(Run.id))
+            .limit(limit)
         )
-    )
-    append_event(
-        session,
-        EventType.AGENT_STATUS_CHANGED,
-        agent.workspace_id,
-        {"from": previous, "to": status.value, "reason": reason, "actor": "system", "lock_version": agent.lock_version},
-        agent_id=agent.id,
-    )
+        with self.db.read() as session:
+            rows = list(session.exec(stmt))
+            members = _members_of(session, [r.id for r in rows])
+        return [_public(r, members.get(r.id, [])) for r in rows]
+
+    def busy_members(self, run_id: uuid.UUID) -> list[uuid.UUID]:
+        with self.db.read() as session:
+            stmt = (
+                select(AgentInstance.id)
+                .join(RunMember, col(RunMember.agent_id) == col(AgentInstance.id))
+                .where(RunMember.run_id == run_id, AgentInstance.status == AgentStatus.BUSY.value)
+            )
+            return list(session.exec(stmt))
 
 
 def _run(session: Session, run_id: uuid.UUID, scope: uuid.UUID | None) -> Run:

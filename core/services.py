@@ -47,18 +47,28 @@ class Services:
         self.runtime = Runtime(self)
 
     _retention_task: asyncio.Task[None] | None = field(init=False, default=None)
+    _follow_task: asyncio.Task[None] | None = field(init=False, default=None)
 
     async def start(self) -> None:
         await self.bus.start()
+        # Durable execution: DBOS resumes the runs and chat answers this process left unfinished.
+        await asyncio.to_thread(self.runtime.launch)
+        self._follow_task = asyncio.create_task(
+            self.runtime.durable.follow_finished_runs(), name="agentdeck-follow-finished-runs"
+        )
         if self.settings.event_retention_days > 0:
             self._retention_task = asyncio.create_task(self._apply_retention(), name="agentdeck-event-retention")
 
     async def stop(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            await asyncio.gather(self._follow_task, return_exceptions=True)
+            self._follow_task = None
         if self._retention_task is not None:
             self._retention_task.cancel()
             await asyncio.gather(self._retention_task, return_exceptions=True)
             self._retention_task = None
-        self.runtime.shutdown()
+        await asyncio.to_thread(self.runtime.shutdown)
         await self.bus.stop()
 
     async def _apply_retention(self) -> None:

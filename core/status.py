@@ -48,3 +48,21 @@ def check_transition(current: str, target: str) -> AgentStatus:
     if parsed.value not in allowed:
         raise InvalidTransition(current, parsed.value, allowed)
     return parsed
+
+
+class RunStatus(StrEnum):
+    """A team run's lifecycle (SPEC §9): queued → running → one terminal status, with a reason.
+    `interrupted` is left only for runs a user chose not to resume."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+RUN_FINISHED: frozenset[RunStatus] = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
+)
+RUN_UNFINISHED: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})

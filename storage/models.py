@@ -216,6 +216,15 @@ class Run(SQLModel, table=True):
     # The workspace's code-execution switch when the run was created: what this run may do, and
     # what its page says, whatever the switch says later.
     code_execution: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
+    # Durable execution (core/runtime/durable.py): the last round announced (a replayed round is
+    # not announced twice), how many times a process started executing the run, and the round it
+    # resumed at after a restart or a takeover (None: never resumed).
+    current_round: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    resumed_at_round: int | None = Field(default=None)
+    # A fork ("re-run from here") copies rounds 1..fork_round of its parent without LLM calls.
+    parent_run_id: uuid.UUID | None = _fk("runs.id", "SET NULL", nullable=True, index=True)
+    fork_round: int | None = Field(default=None)
     started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = _created_at()

@@ -68,6 +68,9 @@ def fresh_copy(template_url: str, directory: Path) -> str:
     with _reset_engine(template_url).begin() as conn:
         for table in reversed(SQLModel.metadata.sorted_tables):
             conn.exec_driver_sql(f'DELETE FROM "{table.name}"')
+        # DBOS's workflows (core/runtime/durable.py) live in the same database: none of a previous test.
+        if conn.exec_driver_sql("SELECT to_regclass('dbos.workflow_status')").scalar() is not None:
+            conn.exec_driver_sql("DELETE FROM dbos.workflow_status")
     return template_url
 
 

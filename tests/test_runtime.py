@@ -331,22 +331,6 @@ def test_cancel_mid_round_takes_effect_within_a_second(rt: Services, server: Llm
     assert rt.agents.get(pm).status == "active"
 
 
-def test_restart_marks_running_runs_interrupted_and_frees_busy_agents(rt: Services, settings: Settings) -> None:
-    ws = _workspace(rt, None)
-    pm = _agent(rt, ws, "product-manager", "Alice")
-    run = rt.runs.create(RunCreate(workspace_id=ws, agent_ids=[pm], idea="x"))
-    rt.runs.mark_running(run.id, "demo model")
-    rt.agents.set_status(pm, "busy", reason="working")
-
-    # A new process on the same database.
-    again = build_services(settings)
-    assert again.runtime.recover() == 1
-    assert again.runs.get(run.id).status == "interrupted"
-    assert again.agents.get(pm).status == "active"
-    assert _events(rt, run_id=run.id)[-1][0] == "run_finished"
-    again.db.dispose()
-
-
 def test_demo_model_sop_team_completes_a_run_end_to_end(rt: Services) -> None:
     ws = _workspace(rt, None, code_execution=False)
     agents = [

@@ -30,6 +30,7 @@ from core.messages import MessagePublic
 from core.runs import FINISHED, RunMemberPublic, RunPublic
 from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
+from core.status import RunStatus
 from ui import live
 from ui.format import esc, full_time, markup, when
 from ui.runs import (
@@ -330,6 +331,7 @@ class RunView:
                 "w-full text-lg font-medium whitespace-pre-wrap break-words max-h-48 overflow-y-auto"
             ).mark("run-idea")
             self.stop_reason = ui.label().classes(f"text-sm {MUTED}").mark("run-stop-reason")
+            self.resumed = ui.label().classes(f"text-sm {MUTED}").mark("run-resumed")
             with ui.row().classes("w-full items-start gap-2 no-wrap").mark("run-error-box") as self.error_box:
                 ui.icon("error", color="negative", size="sm")
                 self.error = (
@@ -525,10 +527,18 @@ class RunView:
         reason = ""
         if run.status in FINISHED and run.stop_reason:
             reason = f"Stopped: {run.stop_reason}"
-        elif run.status == "queued":
+        elif run.status == RunStatus.QUEUED and run.queue_position:
+            ahead = run.queue_position
+            reason = f"Queued: {ahead} run{'s' if ahead != 1 else ''} ahead in the queue."
+        elif run.status == RunStatus.QUEUED:
             reason = "Queued: the team is being assembled (the first run after a start loads MetaGPT)."
         self.stop_reason.set_text(reason)
         self.stop_reason.set_visibility(bool(reason))
+        resumed = ""
+        if run.resumed_at_round is not None:
+            resumed = f"Resumed after restart at round {run.resumed_at_round} (attempt {run.attempts})."
+        self.resumed.set_text(resumed)
+        self.resumed.set_visibility(bool(resumed))
         self.error.set_text(run.error)
         self.error_box.set_visibility(bool(run.error))
         self.cost.set_text(money(run.cost))
@@ -630,7 +640,7 @@ class RunView:
     async def _refresh(self) -> None:
         self._last_refresh = time.monotonic()
         try:
-            fresh = await run.io_bound(get_services().runs.get, self.run.id, scope=self.scope)
+            fresh = await run.io_bound(get_services().runtime.get_run, self.run.id, scope=self.scope)
         except NotFound:
             return
         if fresh is None or self.client.is_deleted:  # None: NiceGUI is shutting down
@@ -687,7 +697,7 @@ async def _find_run(run_id: str, scope: uuid.UUID) -> RunPublic | None:
     except ValueError:
         return None
     try:
-        return await run.io_bound(get_services().runs.get, ident, scope)
+        return await run.io_bound(get_services().runtime.get_run, ident, scope)
     except NotFound:
         return None
 

@@ -7,6 +7,7 @@ from markdown_it import MarkdownIt
 from nicegui import ui
 
 from core.runtime_labels import DEMO_MODEL_LABEL
+from core.status import RunStatus
 from ui.theme import page_dark_mode
 
 # One Material icon per MetaGPT role kind (agent cards, run members).
@@ -29,12 +30,12 @@ STATUS_COLORS: dict[str, str] = {
 }
 
 RUN_STATUS_COLORS: dict[str, str] = {
-    "queued": "grey-6",
-    "running": "primary",
-    "completed": "positive",
-    "failed": "negative",
-    "cancelled": "blue-grey-6",
-    "interrupted": "orange-8",
+    RunStatus.QUEUED: "grey-6",
+    RunStatus.RUNNING: "primary",
+    RunStatus.COMPLETED: "positive",
+    RunStatus.FAILED: "negative",
+    RunStatus.CANCELLED: "blue-grey-6",
+    RunStatus.INTERRUPTED: "orange-8",
 }
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from metagpt.utils.common import NoMoneyException, any_to_str
 from core.context import ContextUpdate
 from core.errors import DomainError
 from core.events import EventType, append_event
+from core.runtime import checkpoint
 from core.runtime.observe import (
     CURRENT_RECORDER,
     AgentBinding,
@@ -50,7 +52,7 @@ from core.runtime.roles import (
     split_context_update,
 )
 from core.runtime.sandbox import Sandbox
-from core.status import AgentStatus
+from core.status import AgentStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,10 @@ class RuntimeRecorder:
         self.human_recipient: AgentBinding | None = None
         self.failure: tuple[AgentBinding | None, BaseException] | None = None
         self.messages_recorded = 0
+        # A run's messages get ids derived from (run, round, agent, n-th message of the agent in
+        # the round): a round replayed after a restart finds them stored and stores nothing twice.
+        self.round_no = 0
+        self._published: dict[tuple[int, uuid.UUID], int] = {}
         self._lock = threading.Lock()
 
     # -- hooks -----------------------------------------------------------------------------
@@ -158,9 +164,15 @@ class RuntimeRecorder:
         cause_by: str = "",
         send_to: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        message_id: uuid.UUID | None = None,
     ) -> Any:
         with self._lock:
             usage = self.tallies.of(agent.agent_id).take() if role == "assistant" else None
+            if message_id is None and self.run_id is not None:
+                key = (self.round_no, agent.agent_id)
+                n = self._published.get(key, 0)
+                self._published[key] = n + 1
+                message_id = uuid.uuid5(self.run_id, f"round/{self.round_no}/{agent.agent_id}/{n}")
         meta = {"llm": self.choice.label, "demo_model": self.choice.is_demo, **(metadata or {})}
         limit = self.services.messages.max_content_chars
         if len(content) > limit:
@@ -168,6 +180,8 @@ class RuntimeRecorder:
             meta["truncated_from_chars"] = len(content)
             content = content[: limit - 40] + "\n\n[… truncated by AgentDeck]"
         with self.services.db.write() as session:
+            if message_id is not None and self.services.messages.exists_in(session, message_id):
+                return None  # stored by an earlier execution of this round, with its usage
             message = self.services.messages.append_in(
                 session,
                 agent.agent_id,
@@ -181,6 +195,7 @@ class RuntimeRecorder:
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
                 cost=usage.cost if usage else 0.0,
+                message_id=message_id,
             )
             if usage is not None and self.run_id is not None:
                 self.services.runs.add_usage_in(
@@ -252,13 +267,28 @@ def describe_error(error: BaseException) -> str:
     return text[:2000]
 
 
+def chat_reply_id(message_id: uuid.UUID) -> uuid.UUID:
+    """The id of the answer to a message: an answer replayed after a restart is stored once."""
+    return uuid.uuid5(message_id, "reply")
+
+
 async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID, choice: LlmChoice) -> None:
-    """The agent answers its latest message (SPEC §9 chat): active → busy → active."""
+    """The agent answers its latest message (SPEC §9 chat): active → busy → active. `busy` is
+    accepted as a start too: an answer resumed after a restart finds the agent as the dead
+    process left it."""
     install_stream_hook()
     binding = binding_for(services, agent_id)
     recorder = RuntimeRecorder(services, binding.workspace_id, choice, None)
     CURRENT_RECORDER.set(recorder)
-    if not recorder.set_status(binding, AgentStatus.BUSY, "answering", only_from={AgentStatus.ACTIVE}):
+    reply_id = chat_reply_id(message_id)
+    with services.db.read() as session:
+        answered = services.messages.exists_in(session, reply_id)
+    if answered:
+        recorder.set_status(binding, AgentStatus.ACTIVE, "", only_from={AgentStatus.BUSY})
+        return
+    if not recorder.set_status(
+        binding, AgentStatus.BUSY, "answering", only_from={AgentStatus.ACTIVE, AgentStatus.BUSY}
+    ):
         return
     try:
         latest = services.messages.get(message_id)
@@ -286,7 +316,9 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
                 problem = f"context update refused: {exc}"
         if problem:
             metadata["context_update_problem"] = problem
-        recorder.record_message(binding, text, sender=binding.name, role="assistant", metadata=metadata)
+        recorder.record_message(
+            binding, text, sender=binding.name, role="assistant", metadata=metadata, message_id=reply_id
+        )
         recorder.set_status(binding, AgentStatus.ACTIVE, "", only_from={AgentStatus.BUSY})
     except (Exception, LlmCallFailed) as exc:
         prefix = "LLM call failed" if isinstance(exc, LlmCallFailed) else "answer failed"
@@ -298,30 +330,90 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
         raise
 
 
-async def execute_run(
-    services: Any,
-    run_id: uuid.UUID,
-    choice: LlmChoice,
-    run_dir: Path,
-    code_execution: bool,
-    sandbox_timeout: float,
-    cancel_reason: Callable[[], str] = lambda: "",
-) -> None:
-    install_stream_hook()
-    run = services.runs.get(run_id)
-    bindings = [binding_for(services, m.agent_id) for m in run.members if m.agent_id is not None]
-    recorder = RuntimeRecorder(services, run.workspace_id, choice, run_id)
-    CURRENT_RECORDER.set(recorder)
-    try:
+class RunSuspended(BaseException):
+    """The process is stopping: the round in progress is abandoned without recording anything,
+    so the run's workflow stays pending and resumes at this round at the next start. A
+    BaseException: DBOS records a step's `Exception` as its outcome, never this."""
+
+
+RoundOutcome = tuple[str, str]  # ("continue" | "stop" | "failed" | "cancelled", reason)
+
+
+class TeamSession:
+    """One run's MetaGPT team in this process, kept between its rounds.
+
+    Built fresh for round 1 (the idea is published), or restored from the checkpoint of the last
+    round done (after a restart, a takeover or for a fork). Each `play` drives one MetaGPT round on
+    the session's own event loop (the caller is the run's workflow thread) and checkpoints it.
+    Cancel (`abort`) and shutdown (`suspend`) come from other threads and stop the round at once.
+    """
+
+    def __init__(self, services: Any, run_id: uuid.UUID, choice: LlmChoice, run_dir: Path, sandbox_timeout: float):
+        self.services = services
+        self.run_id = run_id
+        self.choice = choice
+        self.run_dir = run_dir
+        self.sandbox_timeout = sandbox_timeout
+        self.loop = asyncio.new_event_loop()
+        self.rounds_done = 0
+        self.cancel_reason = ""
+        self.suspending = False
+        self.checkpoint_seconds: list[float] = []
+        self.round_seconds: list[float] = []
+        self._task: asyncio.Task[Any] | None = None
+        self._lock = threading.Lock()
+        self.team: Team | None = None
+        self.bindings: list[AgentBinding] = []
+        self.recorder = RuntimeRecorder(services, uuid.UUID(int=0), choice, run_id)
+
+    # -- from other threads ----------------------------------------------------------------
+    def abort(self, reason: str) -> None:
+        with self._lock:
+            self.cancel_reason = self.cancel_reason or reason
+            self._cancel_task()
+
+    def suspend(self) -> None:
+        with self._lock:
+            self.suspending = True
+            self._cancel_task()
+
+    def _cancel_task(self) -> None:
+        task = self._task
+        if task is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(task.cancel)
+
+    # -- in the workflow thread ------------------------------------------------------------
+    def _drive(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        with self._lock:
+            if self.suspending or self.cancel_reason:
+                coro.close()
+                raise asyncio.CancelledError
+            self._task = self.loop.create_task(coro)
+        try:
+            return self.loop.run_until_complete(self._task)
+        finally:
+            with self._lock:
+                self._task = None
+
+    def build(self, from_round: int) -> None:
+        """Round 0: a fresh team and the idea published; k > 0: the team as checkpointed after round k."""
+        self._drive(self._build(from_round))
+
+    async def _build(self, from_round: int) -> None:
+        install_stream_hook()
+        CURRENT_RECORDER.set(self.recorder)
+        run = self.services.runs.get(self.run_id)
+        self.bindings = [binding_for(self.services, m.agent_id) for m in run.members if m.agent_id is not None]
+        self.recorder.workspace_id = run.workspace_id
         sandbox: Sandbox | None = None
-        if code_execution:
-            sandbox = await asyncio.to_thread(Sandbox.create, run_dir / "venv", sandbox_timeout)
-        ctx = _make_context(choice, run_dir / "workspace", run.investment)
+        if run.code_execution:
+            sandbox = await asyncio.to_thread(Sandbox.create, self.run_dir / "venv", self.sandbox_timeout)
+        ctx = _make_context(self.choice, self.run_dir / "workspace", run.investment)
         if sandbox is not None:
             ctx.sandbox_env = sandbox.environ()
         env = RecordingEnvironment(context=ctx, desc=f"an AgentDeck team run on: {run.idea[:200]}")
-        roles = [build_team_role(b, ctx, choice.make_llm()) for b in bindings]
-        if not code_execution:
+        roles = [build_team_role(b, ctx, self.choice.make_llm()) for b in self.bindings]
+        if not run.code_execution:
             from core.runtime.sandbox import disable_code_execution
 
             for role in roles:
@@ -329,51 +421,102 @@ async def execute_run(
         team = Team(env=env, context=ctx)
         team.hire(roles)
         team.invest(run.investment)
-        recorder.human_recipient = next(
-            (b for b, r in zip(bindings, roles, strict=True) if r.is_watch(any_to_str(UserRequirement))),
-            bindings[0],
+        self.recorder.human_recipient = next(
+            (b for b, r in zip(self.bindings, roles, strict=True) if r.is_watch(any_to_str(UserRequirement))),
+            self.bindings[0],
         )
-        services.runs.mark_running(run_id, choice.label)
-        for binding in bindings:
-            recorder.set_status(binding, AgentStatus.ACTIVE, f"joined run {run_id}", only_from=None)
-        team.run_project(run.idea)
-        stop_reason = f"reached n_rounds ({run.n_rounds})"
-        for round_no in range(1, run.n_rounds + 1):
-            if env.is_idle:
-                stop_reason = "every role finished its work"
-                break
+        for binding in self.bindings:
+            self.recorder.set_status(binding, AgentStatus.ACTIVE, f"joined run {self.run_id}", only_from=None)
+        if from_round == 0:
+            self.recorder.round_no = 0
+            team.run_project(run.idea)
+        else:
+            checkpoint.restore(team, self.run_dir, from_round)
+        self.team = team
+        self.rounds_done = from_round
+
+    def play(self, round_no: int, deadline: float) -> RoundOutcome:
+        """Drive round `round_no` (the rounds before it are done); checkpoint it when it ran."""
+        started = time.perf_counter()
+        try:
+            outcome: RoundOutcome = self._drive(self._play(round_no, deadline - time.time()))
+        except asyncio.CancelledError:
+            if self.suspending:
+                raise RunSuspended from None
+            reason = self.cancel_reason or "cancelled"
+            self.end(RunStatus.CANCELLED, reason)
+            return ("cancelled", reason)
+        except TimeoutError:
+            limit = self.services.settings.run_time_limit
+            self.end(RunStatus.FAILED, "time limit", error=f"ran longer than {limit} s")
+            return ("failed", "time limit")
+        except (Exception, LlmCallFailed) as exc:
+            return ("failed", self.fail(exc))
+        if outcome[0] == "continue":
+            assert self.team is not None
+            self.checkpoint_seconds.append(checkpoint.save(self.team, self.run_dir, round_no))
+            self.rounds_done = round_no
+        self.round_seconds.append(time.perf_counter() - started)
+        return outcome
+
+    async def _play(self, round_no: int, remaining: float) -> RoundOutcome:
+        CURRENT_RECORDER.set(self.recorder)
+        team = self.team
+        assert team is not None
+        if remaining <= 0:
+            raise TimeoutError
+        if team.env.is_idle:
+            return ("stop", "every role finished its work")
+        try:
+            team._check_balance()
+        except NoMoneyException:
+            ctx = team.env.context
+            investment = ctx.cost_manager.max_budget
+            return (
+                "stop",
+                f"budget exhausted: spent ${ctx.cost_manager.total_cost:.4f} of ${investment:.4f} investment",
+            )
+        self.services.runs.record_round(self.run_id, round_no)
+        self.recorder.round_no = round_no
+        async with asyncio.timeout(remaining):
             try:
-                team._check_balance()
-            except NoMoneyException:
-                stop_reason = (
-                    f"budget exhausted: spent ${ctx.cost_manager.total_cost:.4f} of ${run.investment:.4f} investment"
-                )
-                break
-            services.runs.record_round(run_id, round_no)
-            try:
-                await env.run()
+                await team.env.run()
             except BaseExceptionGroup as group:
                 raise _first_cause(group) from group
-        recorder.flush_usage()
-        services.runs.finish(run_id, "completed", stop_reason=stop_reason)
-    except asyncio.CancelledError:
-        recorder.flush_usage()
-        services.runs.finish(run_id, "cancelled", stop_reason=cancel_reason() or "cancelled")
-        _release(recorder, bindings)
-        raise
-    except (Exception, LlmCallFailed) as exc:
-        recorder.flush_usage()
+        return ("continue", "")
+
+    def fail(self, exc: BaseException) -> str:
+        """Record the run `failed` with the error; the failing agent goes to `error`."""
         failed_agent = exc.agent if isinstance(exc, LlmCallFailed) else None
-        if failed_agent is None and recorder.failure is not None:
-            failed_agent = recorder.failure[0]
+        if failed_agent is None and self.recorder.failure is not None:
+            failed_agent = self.recorder.failure[0]
         error = describe_error(exc)
-        log.warning("run %s failed: %s", run_id, error)
+        log.warning("run %s failed: %s", self.run_id, error)
         if failed_agent is not None:
             prefix = "LLM call failed" if isinstance(exc, LlmCallFailed) else "run failed"
-            recorder.set_status(failed_agent, AgentStatus.ERROR, f"{prefix}: {error}", only_from=None)
-        services.runs.finish(run_id, "failed", stop_reason="error", error=error)
-    finally:
-        _release(recorder, bindings)
+            self.recorder.set_status(failed_agent, AgentStatus.ERROR, f"{prefix}: {error}", only_from=None)
+        self.end(RunStatus.FAILED, "error", error=error)
+        return error
+
+    def end(self, status: RunStatus, stop_reason: str, error: str = "") -> None:
+        self.recorder.flush_usage()
+        self.services.runs.finish(self.run_id, status, stop_reason=stop_reason, error=error)
+        _release(self.recorder, self.bindings)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        except Exception:
+            log.debug("closing the loop of run %s", self.run_id, exc_info=True)
+        finally:
+            self.loop.close()
 
 
 def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -1,9 +1,15 @@
-"""The runtime as the dashboard and the API see it: send a message, start or cancel a run.
+"""The runtime as the dashboard and the API see it: send a message, start, cancel or fork a run.
 
-Each chat answer and each team run executes in its own worker thread with its own event loop:
-MetaGPT makes blocking calls (subprocesses with timeouts, pip installs, file writes) that would
-otherwise freeze every dashboard client. Runs belong to the server, not to a browser tab: closing
-the page changes nothing, and reopening it shows the stored messages, then live events.
+It is a façade over parts a reader can find on their own:
+- executing: core/runtime/durable.py — team runs and chat answers as durable DBOS workflows
+  (they survive restarts and SIGKILLs, resume at their next round, wait in queues);
+- the chat queue: `send_message` / `chat_in_progress` / `wait_for_chat` below, over durable's
+  per-agent chat queue (one answer at a time per agent, in order);
+- run files: core/runtime/files.py;
+- the LLM of a chat or run and a profile's connection test: core/runtime/llm.py.
+
+Runs belong to the server, not to a browser tab: closing the page changes nothing, and reopening
+it shows the stored messages, then live events.
 
 This module does not import metagpt at load time; the first chat or run (or the warm-up at
 startup) configures and imports it (core/runtime/bootstrap.py).
@@ -11,101 +17,41 @@ startup) configures and imports it (core/runtime/bootstrap.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Coroutine
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from core.errors import Conflict, NotFound
+from core.errors import Conflict
 from core.runs import FINISHED, RunCreate, RunPublic
-from core.status import AgentStatus
+from core.runtime.durable import DurableHost
+from core.runtime.files import MAX_FILE_BYTES, MAX_FILES_LISTED, RunFiles
+from core.runtime.llm import ConnectionTest, LlmAccess
+from core.status import AgentStatus, RunStatus
 
 if TYPE_CHECKING:
     from core.runtime.roles import LlmChoice
     from core.services import Services
 
+__all__ = ["MAX_FILES_LISTED", "MAX_FILE_BYTES", "ConnectionTest", "Runtime"]
+
 log = logging.getLogger(__name__)
-
-MAX_FILE_BYTES = 256 * 1024
-MAX_FILES_LISTED = 500
-
-
-class ConnectionTest(BaseModel):
-    ok: bool
-    message: str
-    seconds: float
-
-
-class _Worker:
-    """One chat answer or run: a thread running one coroutine on its own loop, cancellable."""
-
-    def __init__(self, name: str, make: Callable[[_Worker], Coroutine[Any, Any, None]]) -> None:
-        self.name = name
-        self._make = make
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.cancel_reason = ""
-        self._cancel_requested = threading.Event()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._main, name=name, daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def _main(self) -> None:
-        async def runner() -> None:
-            self.loop, self.task = asyncio.get_running_loop(), asyncio.current_task()
-            if self._cancel_requested.is_set():
-                raise asyncio.CancelledError
-            await self._make(self)
-
-        try:
-            asyncio.run(runner())
-        except asyncio.CancelledError:
-            pass
-        except BaseException:
-            log.exception("runtime worker %s crashed", self.name)
-        finally:
-            self.done.set()
-
-    def cancel(self, reason: str) -> None:
-        self.cancel_reason = self.cancel_reason or reason
-        self._cancel_requested.set()
-        loop, task = self.loop, self.task
-        if loop is not None and task is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(task.cancel)
 
 
 class Runtime:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
-        self._runs: dict[uuid.UUID, _Worker] = {}
-        self._chats: dict[uuid.UUID, _Worker] = {}  # agent -> the worker answering its queue
-        self._chat_queues: dict[uuid.UUID, deque[uuid.UUID]] = {}  # agent -> messages waiting to be answered
-        self._chat_lock = threading.Lock()
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
+        self.llm = LlmAccess(services)
+        self.files = RunFiles(services)
+        self.durable = DurableHost(services)
 
     # -- set-up ----------------------------------------------------------------------------
     def ensure_ready(self) -> None:
         """Configure and import MetaGPT once (idempotent, thread-safe)."""
-        if self._ready.is_set():
-            return
-        with self._lock:
-            if not self._ready.is_set():
-                from core.runtime.bootstrap import configure_metagpt
-
-                configure_metagpt(self.settings.data_dir)
-                self._ready.set()
+        self.llm.ensure_ready()
 
     def warm_up(self) -> threading.Thread:
         """Import MetaGPT in the background so the first run doesn't wait ~10 s for it."""
@@ -113,48 +59,17 @@ class Runtime:
         thread.start()
         return thread
 
-    def recover(self) -> int:
-        """Startup: runs a dead process left unfinished are `interrupted`; agents it left
-        `busy` are `active` again."""
-        return self.services.runs.interrupt_unfinished()
+    def launch(self) -> None:
+        """Start DBOS: an executing process resumes the runs and answers it left unfinished; a
+        `--no-executor` one only queues, cancels and reads them."""
+        self.durable.launch()
 
     # -- LLM -------------------------------------------------------------------------------
     def llm_choice(self, workspace_id: uuid.UUID, profile: str | None = None) -> LlmChoice:
-        self.ensure_ready()
-        from core.runtime.roles import demo_choice, profile_choice
-
-        resolved = self.services.llm_profiles.resolve(workspace_id, profile or None)
-        if resolved is None:
-            return demo_choice()
-        return profile_choice(
-            resolved.label,
-            resolved.api_type,
-            resolved.model,
-            resolved.base_url,
-            resolved.api_key,
-            timeout=self.settings.llm_timeout,
-        )
+        return self.llm.choice(workspace_id, profile)
 
     def test_llm_profile(self, profile_id: uuid.UUID, scope: uuid.UUID | None = None) -> ConnectionTest:
-        """Ask the profile's endpoint for a one-word answer (blocking, bounded by llm_timeout)."""
-        profile = self.services.llm_profiles.get(profile_id, scope=scope)
-        choice = self.llm_choice(profile.workspace_id, profile.name)
-
-        async def ping() -> str:
-            llm = choice.make_llm()
-            return str(await llm.aask("Reply with the single word OK.", stream=False))
-
-        started = time.monotonic()
-        try:
-            answer = asyncio.run(asyncio.wait_for(ping(), timeout=self.settings.llm_timeout * 3))
-        except BaseException as exc:  # LlmCallFailed is a BaseException; report, never raise
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            inner = getattr(exc, "error", exc)
-            return ConnectionTest(
-                ok=False, message=f"{type(inner).__name__}: {inner}"[:500], seconds=time.monotonic() - started
-            )
-        return ConnectionTest(ok=True, message=answer.strip()[:200], seconds=time.monotonic() - started)
+        return self.llm.test_profile(profile_id, scope)
 
     # -- chat ------------------------------------------------------------------------------
     def send_message(
@@ -172,105 +87,50 @@ class Runtime:
         )
         agent = self.services.agents.get(agent_id, scope=scope)
         if agent.status == AgentStatus.ACTIVE or (agent.status == AgentStatus.BUSY and self.chat_in_progress(agent_id)):
-            self._queue_chat(agent_id, message.id)
+            self.durable.enqueue_chat(agent_id, message.id, message.seq)
         return message
 
-    def _queue_chat(self, agent_id: uuid.UUID, message_id: uuid.UUID) -> None:
-        with self._chat_lock:
-            self._chat_queues.setdefault(agent_id, deque()).append(message_id)
-            if self._chat_worker(agent_id) is not None:  # it takes the message when done with the current one
-                return
-            worker = _Worker(f"agentdeck-chat-{agent_id}", partial(self._answer_queue, agent_id))
-            self._chats[agent_id] = worker
-        worker.start()
-
-    def _next_in_queue(self, agent_id: uuid.UUID) -> uuid.UUID | None:
-        """The next message to answer, or None; then the worker is gone (under the same lock as
-        `_queue_chat`, so a message queued at that moment starts a new worker instead)."""
-        with self._chat_lock:
-            queue = self._chat_queues.get(agent_id)
-            if queue:
-                return queue.popleft()
-            self._chat_queues.pop(agent_id, None)
-            self._chats.pop(agent_id, None)
-            return None
-
-    async def _answer_queue(self, agent_id: uuid.UUID, worker: _Worker) -> None:
-        try:
-            self.ensure_ready()  # MetaGPT must be configured before engine imports it
-            from core.runtime.engine import execute_chat
-
-            while (message_id := self._next_in_queue(agent_id)) is not None:
-                agent = self.services.agents.get(agent_id)
-                choice = self.llm_choice(agent.workspace_id, agent.config.get("llm_profile"))
-                await execute_chat(self.services, agent_id, message_id, choice)
-        finally:
-            with self._chat_lock:  # cancelled or crashed: what was queued stays in the thread, unanswered
-                if self._chats.get(agent_id) is worker:
-                    self._chats.pop(agent_id, None)
-                    self._chat_queues.pop(agent_id, None)
-
-    def _chat_worker(self, agent_id: uuid.UUID) -> _Worker | None:
-        # A worker cancelled before it started never ran its cleanup: `done` tells it is gone.
-        worker = self._chats.get(agent_id)
-        return worker if worker is not None and not worker.done.is_set() else None
+    def chat_in_progress(self, agent_id: uuid.UUID) -> bool:
+        return self.durable.chats_pending(agent_id)
 
     def wait_for_chat(self, agent_id: uuid.UUID, timeout: float) -> bool:
         """Wait until the agent has answered every queued message."""
         deadline = time.monotonic() + timeout
-        while (worker := self._chat_worker(agent_id)) is not None:
-            if not worker.done.wait(max(0.0, deadline - time.monotonic())):
+        while self.chat_in_progress(agent_id):
+            if time.monotonic() > deadline:
                 return False
+            time.sleep(0.05)
         return True
-
-    def chat_in_progress(self, agent_id: uuid.UUID) -> bool:
-        with self._chat_lock:
-            return self._chat_worker(agent_id) is not None
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, data: RunCreate, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:
         run = self.services.runs.create(data, actor=actor, scope=scope)
-        run_dir = self.run_dir(run.id)
+        try:
+            self.durable.enqueue_run(run.id)
+        except Exception as exc:
+            log.exception("run %s could not be queued", run.id)
+            return self.services.runs.finish(
+                run.id, RunStatus.FAILED, stop_reason="error", error=f"could not be queued: {exc}"
+            )
+        return run
 
-        async def execute(worker: _Worker) -> None:
-            self.ensure_ready()  # MetaGPT must be configured before engine imports it
-            from core.runtime.engine import execute_run
-
-            choice = self.llm_choice(run.workspace_id)
-            try:
-                async with asyncio.timeout(self.settings.run_time_limit):
-                    await execute_run(
-                        self.services,
-                        run.id,
-                        choice,
-                        run_dir,
-                        run.code_execution,
-                        self.settings.sandbox_timeout,
-                        cancel_reason=lambda: worker.cancel_reason,
-                    )
-            except TimeoutError:
-                limit = self.settings.run_time_limit
-                self.services.runs.finish(
-                    run.id, "failed", stop_reason="time limit", error=f"ran longer than {limit} s"
-                )
-
-        worker = _Worker(f"agentdeck-run-{run.id}", execute)
-        with self._lock:
-            self._runs[run.id] = worker
-        worker.start()
+    def get_run(self, run_id: uuid.UUID, scope: uuid.UUID | None = None) -> RunPublic:
+        """The run, with its place in the queue while it waits."""
+        run = self.services.runs.get(run_id, scope=scope)
+        if run.status == RunStatus.QUEUED:
+            run.queue_position = self.durable.queue_position(run_id)
         return run
 
     def cancel_run(self, run_id: uuid.UUID, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:
         run = self.services.runs.get(run_id, scope=scope)
         if run.status in FINISHED:
             raise Conflict(f"the run is already {run.status}", status=run.status)
-        worker = self._runs.get(run_id)
-        if worker is None or worker.done.is_set():
-            # Nobody in this process is executing it (e.g. another process's run): record it.
-            return self.services.runs.finish(run_id, "cancelled", stop_reason=f"cancelled by {actor}")
-        worker.cancel(f"cancelled by {actor}")
+        reason = f"cancelled by {actor}"
+        # The terminal status first: whatever the executing process does next, the run stays cancelled.
+        self.services.runs.finish(run_id, RunStatus.CANCELLED, stop_reason=reason)
+        self.durable.cancel_run(run_id, reason)
         self._kill_sandbox(run_id)
-        worker.done.wait(timeout=5)
+        self.durable.wait_for_run(run_id, timeout=5)
         return self.services.runs.get(run_id)
 
     def _kill_sandbox(self, run_id: uuid.UUID) -> None:
@@ -281,43 +141,19 @@ class Runtime:
             Sandbox(venv=venv, timeout=0).kill_processes()
 
     def wait_for_run(self, run_id: uuid.UUID, timeout: float) -> bool:
-        worker = self._runs.get(run_id)
-        return worker is None or worker.done.wait(timeout)
-
-    def run_dir(self, run_id: uuid.UUID) -> Path:
-        return self.settings.data_dir / "runs" / str(run_id)
+        return self.durable.wait_for_run(run_id, timeout)
 
     # -- run files -------------------------------------------------------------------------
+    def run_dir(self, run_id: uuid.UUID) -> Path:
+        return self.files.run_dir(run_id)
+
     def run_files(self, run_id: uuid.UUID, scope: uuid.UUID | None = None) -> list[str]:
-        """MetaGPT's project files of a run, relative to its workspace folder."""
-        self.services.runs.get(run_id, scope=scope)
-        root = self.run_dir(run_id) / "workspace"
-        if not root.exists():
-            return []
-        files: list[str] = []
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and ".git" not in path.relative_to(root).parts:
-                files.append(str(path.relative_to(root)))
-                if len(files) >= MAX_FILES_LISTED:
-                    break
-        return files
+        return self.files.list(run_id, scope)
 
     def read_run_file(self, run_id: uuid.UUID, relative: str, scope: uuid.UUID | None = None) -> str:
-        self.services.runs.get(run_id, scope=scope)
-        root = (self.run_dir(run_id) / "workspace").resolve()
-        target = (root / relative).resolve()
-        if root not in target.parents or not target.is_file():
-            raise NotFound("run file", relative)
-        data = target.read_bytes()[:MAX_FILE_BYTES]
-        return data.decode("utf-8", errors="replace")
+        return self.files.read(run_id, relative, scope)
 
     # -- shutdown --------------------------------------------------------------------------
     def shutdown(self, timeout: float = 5.0) -> None:
-        with self._lock:
-            workers = [w for w in self._runs.values() if not w.done.is_set()]
-        with self._chat_lock:
-            workers += [w for w in self._chats.values() if not w.done.is_set()]
-        for worker in workers:
-            worker.cancel("server shutting down")
-        for worker in workers:
-            worker.done.wait(timeout)
+        """Stop executing; runs and answers in progress resume at the next start."""
+        self.durable.destroy(timeout)

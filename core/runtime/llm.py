@@ -1,0 +1,77 @@
+"""Which LLM a chat or run uses (a workspace profile, or the offline demo model), and the
+connection test of a profile."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from core.runtime.roles import LlmChoice
+
+
+class ConnectionTest(BaseModel):
+    ok: bool
+    message: str
+    seconds: float
+
+
+class LlmAccess:
+    def __init__(self, services: Any) -> None:
+        self.services = services
+        self.settings = services.settings
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def ensure_ready(self) -> None:
+        """Configure and import MetaGPT once (idempotent, thread-safe)."""
+        if self._ready.is_set():
+            return
+        with self._lock:
+            if not self._ready.is_set():
+                from core.runtime.bootstrap import configure_metagpt
+
+                configure_metagpt(self.settings.data_dir)
+                self._ready.set()
+
+    def choice(self, workspace_id: uuid.UUID, profile: str | None = None) -> LlmChoice:
+        self.ensure_ready()
+        from core.runtime.roles import demo_choice, profile_choice
+
+        resolved = self.services.llm_profiles.resolve(workspace_id, profile or None)
+        if resolved is None:
+            return demo_choice()
+        return profile_choice(
+            resolved.label,
+            resolved.api_type,
+            resolved.model,
+            resolved.base_url,
+            resolved.api_key,
+            timeout=self.settings.llm_timeout,
+        )
+
+    def test_profile(self, profile_id: uuid.UUID, scope: uuid.UUID | None = None) -> ConnectionTest:
+        """Ask the profile's endpoint for a one-word answer (blocking, bounded by llm_timeout)."""
+        profile = self.services.llm_profiles.get(profile_id, scope=scope)
+        choice = self.choice(profile.workspace_id, profile.name)
+
+        async def ping() -> str:
+            llm = choice.make_llm()
+            return str(await llm.aask("Reply with the single word OK.", stream=False))
+
+        started = time.monotonic()
+        try:
+            answer = asyncio.run(asyncio.wait_for(ping(), timeout=self.settings.llm_timeout * 3))
+        except BaseException as exc:  # LlmCallFailed is a BaseException; report, never raise
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            inner = getattr(exc, "error", exc)
+            return ConnectionTest(
+                ok=False, message=f"{type(inner).__name__}: {inner}"[:500], seconds=time.monotonic() - started
+            )
+        return ConnectionTest(ok=True, message=answer.strip()[:200], seconds=time.monotonic() - started)

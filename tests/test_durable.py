@@ -1,0 +1,242 @@
+"""Durable runs and chat answers (core/runtime/durable.py): they survive a stop of the process
+and resume where they were, with nothing stored or paid twice; every run ends in exactly one
+terminal status with a reason. MetaGPT talks real HTTP to the loopback server (tests/llm_server.py)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from cryptography.fernet import Fernet
+
+from core.config import Settings
+from core.events import EventFilter, read_events
+from core.llm_profiles import LlmProfileCreate
+from core.registry import sync_definitions
+from core.runs import RunCreate
+from core.runtime import checkpoint
+from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
+from core.services import Services, build_services
+from core.status import RunStatus
+from storage.models import RUN_STATUSES
+from tests.llm_server import LlmServer, default_responder
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+WAIT = 90.0
+TEAM = [("product-manager", "Alice"), ("architect", "Bob"), ("project-manager", "Carol")]
+# What the three-role SOP team publishes with the loopback model, one round each.
+TRANSCRIPT = [
+    ("user", "UserRequirement"),
+    ("Alice", "WritePRD"),
+    ("Bob", "WriteDesign"),
+    ("Carol", "WriteTasks"),
+]
+
+
+@pytest.fixture(scope="module")
+def llm_server() -> Iterator[LlmServer]:
+    with LlmServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(llm_server: LlmServer) -> LlmServer:
+    llm_server.clear_faults()
+    llm_server.clear_requests()
+    llm_server.responder = default_responder
+    llm_server.token_delay = 0.0
+    return llm_server
+
+
+def _build(settings: Settings, **update: object) -> Services:
+    built = build_services(settings.model_copy(update={"llm_timeout": 5, **update}))
+    sync_definitions(built.db)
+    built.runtime.ensure_ready()
+    return built
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Iterator[Services]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    built = _build(settings)
+    yield built
+    built.runtime.shutdown()
+    built.db.dispose()
+
+
+def _workspace(rt: Services, server: LlmServer) -> uuid.UUID:
+    ws = rt.workspaces.create(WorkspaceCreate(slug=f"ws-{uuid.uuid4().hex[:8]}"))
+    rt.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
+    rt.llm_profiles.create(
+        ws.id,
+        LlmProfileCreate(
+            name="loopback", api_type="openai", model="gpt-4o-mini", base_url=server.base_url, api_key="sk-test"
+        ),
+    )
+    return ws.id
+
+
+def _team(rt: Services, ws: uuid.UUID) -> list[uuid.UUID]:
+    ids = []
+    for definition, name in TEAM:
+        agent = rt.agents.create(AgentCreate(workspace_id=ws, definition=definition, name=name))
+        rt.agents.activate(agent.id)
+        ids.append(agent.id)
+    return ids
+
+
+def _transcript(rt: Services, run_id: uuid.UUID) -> list[tuple[str, str]]:
+    return [(m.sender, m.cause_by) for m in rt.messages.list_run(run_id, limit=200).items]
+
+
+def test_run_statuses_are_defined_once() -> None:
+    assert tuple(s.value for s in RunStatus) == RUN_STATUSES
+
+
+def test_a_stopped_process_resumes_the_run_at_its_next_round_and_pays_nothing_twice(
+    rt: Services, server: LlmServer, settings: Settings
+) -> None:
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+
+    # An uninterrupted run first: what the team says and how many requests it takes.
+    reference = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
+    assert rt.runtime.wait_for_run(reference.id, WAIT)
+    assert rt.runs.get(reference.id).status == RunStatus.COMPLETED, rt.runs.get(reference.id).error
+    assert _transcript(rt, reference.id) == TRANSCRIPT
+    uninterrupted = len(server.chat_requests)
+    round_one = sum(1 for b in server.chat_bodies if "Product Manager" in json.dumps(b["messages"][:1]))
+    assert 0 < round_one < uninterrupted
+    server.clear_requests()
+
+    server.token_delay = 0.05  # slow enough to stop the process in round 2
+    run = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
+    run_dir = rt.runtime.run_dir(run.id)
+    wait_until(lambda: rt.runs.get(run.id).current_round >= 2, WAIT, "round 2 to start")
+    wait_until(lambda: len(server.chat_requests) > round_one, WAIT, "a request of round 2")
+    assert checkpoint.has_checkpoint(run_dir, 1)
+    rt.runtime.shutdown()  # a graceful stop: the round in progress is abandoned, not recorded
+    stopped = rt.runs.get(run.id)
+    assert stopped.status == RunStatus.RUNNING
+    in_flight_round = stopped.current_round
+    before_restart = len(server.chat_requests)
+
+    # The next start of the same installation resumes it.
+    server.token_delay = 0.0
+    again = _build(settings)
+    try:
+        again.runtime.launch()
+        assert again.runtime.wait_for_run(run.id, WAIT)
+        done = again.runs.get(run.id)
+        assert done.status == RunStatus.COMPLETED, done.error
+        assert done.resumed_at_round == in_flight_round
+        assert done.attempts == 2
+        # Nothing stored twice, nothing missing: the same transcript as the uninterrupted run.
+        assert _transcript(again, run.id) == TRANSCRIPT
+        # Rounds done before the stop were not paid again: at most the requests of the round in
+        # flight (every request but round 1's, which only the product manager makes) come twice.
+        in_flight = before_restart - round_one
+        assert in_flight >= 1
+        assert len(server.chat_requests) <= uninterrupted + in_flight
+        usage = sum(m.prompt_tokens for m in again.messages.list_run(run.id, limit=200).items)
+        assert done.prompt_tokens == usage
+        with again.db.read() as session:
+            rounds = [
+                e.data["round"]
+                for e in read_events(session, EventFilter(run_id=run.id), 0, 500)
+                if e.type == "run_round"
+            ]
+        assert rounds == sorted(set(rounds))  # each round announced once
+        assert all(again.agents.get(a).status == "active" for a in team)
+    finally:
+        again.runtime.shutdown()
+        again.db.dispose()
+
+
+def test_a_run_past_its_time_limit_fails_with_the_reason(settings: Settings, server: LlmServer) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    rt = _build(settings, run_time_limit=1)
+    try:
+        ws = _workspace(rt, server)
+        team = _team(rt, ws)
+        server.token_delay = 0.2
+        run = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team[:1], idea="a CLI todo app"))
+        assert rt.runtime.wait_for_run(run.id, WAIT)
+        done = rt.runs.get(run.id)
+        assert (done.status, done.stop_reason) == (RunStatus.FAILED, "time limit")
+        assert "longer than 1 s" in done.error
+        assert rt.agents.get(team[0]).status == "active"
+    finally:
+        rt.runtime.shutdown()
+        rt.db.dispose()
+
+
+def test_a_profile_key_that_no_longer_decrypts_fails_the_run_instead_of_leaving_it_queued(
+    rt: Services, server: LlmServer, settings: Settings
+) -> None:
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    rt.runtime.shutdown()
+    other_key = _build(settings, secret_key=Fernet.generate_key().decode())
+    try:
+        run = other_key.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team[:1], idea="x"))
+        assert other_key.runtime.wait_for_run(run.id, WAIT)
+        done = other_key.runs.get(run.id)
+        assert done.status == RunStatus.FAILED
+        assert "cannot be decrypted" in done.error
+        assert server.chat_requests == []
+    finally:
+        other_key.runtime.shutdown()
+        other_key.db.dispose()
+
+
+def test_messages_waiting_for_an_answer_survive_a_restart_and_are_answered_in_order(
+    rt: Services, server: LlmServer, settings: Settings
+) -> None:
+    answers = iter(["answer one", "answer two", "answer three"])  # a stalled request gets none
+    server.responder = lambda body: next(answers)
+    ws = _workspace(rt, server)
+    agent = rt.agents.create(AgentCreate(workspace_id=ws, definition="assistant", name="queue"))
+    rt.agents.activate(agent.id)
+
+    server.stall(times=1)  # the first answer hangs until the process stops
+    rt.runtime.send_message(agent.id, "first question")
+    wait_until(lambda: server.chat_requests, WAIT, "the first answer to start")
+    rt.runtime.send_message(agent.id, "second question")
+    rt.runtime.send_message(agent.id, "third question")
+    rt.runtime.shutdown()
+    assert [m.content for m in rt.messages.list(agent.id).items] == [
+        "third question",
+        "second question",
+        "first question",
+    ]
+    assert rt.agents.get(agent.id).status != "busy"
+
+    server.clear_faults()
+    again = _build(settings)
+    try:
+        again.runtime.launch()
+        wait_until(lambda: not again.runtime.chat_in_progress(agent.id), WAIT, "the answers")
+        thread = list(reversed(again.messages.list(agent.id).items))
+        assert [m.content for m in thread] == [
+            "first question",
+            "second question",
+            "third question",
+            "answer one",
+            "answer two",
+            "answer three",
+        ]
+        questions = {m.content: str(m.id) for m in thread[:3]}
+        assert [m.metadata["in_reply_to"] for m in thread[3:]] == [
+            questions["first question"],
+            questions["second question"],
+            questions["third question"],
+        ]
+        assert again.agents.get(agent.id).status == "active"
+    finally:
+        again.runtime.shutdown()
+        again.db.dispose()

@@ -1,0 +1,121 @@
+"""A run outlives its process: the app (a real `main.py` process) is SIGKILLed mid-run, started
+again on the same data dir, and the run completes there without paying its finished rounds again."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.config import Settings
+from core.llm_profiles import LlmProfileCreate
+from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
+from core.services import Services, build_services
+from core.status import RunStatus
+from core.tokens import TokenService
+from tests.app_process import AppProcess
+from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
+from tests.llm_server import LlmServer
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+WAIT = 120.0
+TRANSCRIPT = [
+    ("user", "UserRequirement"),
+    ("Alice", "WritePRD"),
+    ("Bob", "WriteDesign"),
+    ("Carol", "WriteTasks"),
+]
+
+
+@pytest.fixture
+def database_url() -> Iterator[str | None]:
+    url = create_pg_database("agentdeck_durable") if USE_POSTGRES else None
+    yield url
+    if url:
+        drop_pg_database(url)
+
+
+def _local(data_dir: Path, database_url: str | None) -> Services:
+    """The test's own view of the app's database (no runtime launched here)."""
+    return build_services(Settings(data_dir=data_dir, database_url=database_url))
+
+
+def _transcript(services: Services, run_id: uuid.UUID) -> list[tuple[str, str]]:
+    return [(m.sender, m.cause_by) for m in services.messages.list_run(run_id, limit=200).items]
+
+
+def test_sigkill_mid_run_then_restart_completes_the_run_without_paying_finished_rounds_again(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    data_dir = tmp_path / "data"
+    env = {"AGENTDECK_RATE_LIMIT": "off", "AGENTDECK_LLM_TIMEOUT": "10"}
+    with LlmServer() as llm:
+        app = AppProcess(data_dir, database_url=database_url, env=env).start()
+        local = _local(data_dir, database_url)
+        try:
+            ws = local.workspaces.create(WorkspaceCreate(slug="durable"))
+            local.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
+            local.llm_profiles.create(
+                ws.id,
+                LlmProfileCreate(
+                    name="loopback", api_type="openai", model="gpt-4o-mini", base_url=llm.base_url, api_key="sk-test"
+                ),
+            )
+            team = []
+            for definition, name in [("product-manager", "Alice"), ("architect", "Bob"), ("project-manager", "Carol")]:
+                agent = local.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
+                local.agents.activate(agent.id)
+                team.append(str(agent.id))
+            secret = TokenService(local.db).create(ws.id, "durable")[1]
+            headers = {"Authorization": f"Bearer {secret}"}
+            body = {"workspace_id": str(ws.id), "agent_ids": team, "idea": "a CLI todo app", "n_rounds": 6}
+
+            def start(client: httpx.Client) -> uuid.UUID:
+                response = client.post("/api/runs", json=body)
+                assert response.status_code == 202, response.text
+                return uuid.UUID(response.json()["id"])
+
+            # An uninterrupted run: its transcript and how many LLM requests it takes.
+            with httpx.Client(base_url=app.base_url, headers=headers, timeout=10) as client:
+                reference = start(client)
+                wait_until(lambda: local.runs.get(reference).status in {"completed", "failed"}, WAIT, "the first run")
+            assert local.runs.get(reference).status == RunStatus.COMPLETED, local.runs.get(reference).error
+            assert _transcript(local, reference) == TRANSCRIPT
+            uninterrupted = len(llm.chat_requests)
+            round_one = sum(1 for b in llm.chat_bodies if "Product Manager" in json.dumps(b["messages"][:1]))
+            llm.clear_requests()
+
+            llm.token_delay = 0.05
+            with httpx.Client(base_url=app.base_url, headers=headers, timeout=10) as client:
+                run_id = start(client)
+            wait_until(lambda: local.runs.get(run_id).current_round >= 2, WAIT, "round 2")
+            wait_until(lambda: len(llm.chat_requests) > round_one, WAIT, "a request of round 2")
+            assert app.proc is not None
+            app.proc.kill()  # SIGKILL: no shutdown, no cleanup
+            app.proc.wait()
+            at_kill = len(llm.chat_requests)
+            assert local.runs.get(run_id).status == RunStatus.RUNNING
+            llm.token_delay = 0.0
+
+            app = AppProcess(data_dir, database_url=database_url, env=env).start()
+            wait_until(lambda: local.runs.get(run_id).status != RunStatus.RUNNING, WAIT, "the resumed run to end")
+            done = local.runs.get(run_id)
+            assert done.status == RunStatus.COMPLETED, done.error
+            assert _transcript(local, run_id) == TRANSCRIPT  # nothing stored twice, nothing lost
+            # Only the requests in flight at the kill (those of round 2) are made again.
+            in_flight = at_kill - round_one
+            assert in_flight >= 1
+            assert len(llm.chat_requests) <= uninterrupted + in_flight
+            assert all(local.agents.get(uuid.UUID(a)).status == "active" for a in team)
+            with httpx.Client(base_url=app.base_url, headers=headers, timeout=10) as client:
+                shown = client.get(f"/api/runs/{run_id}").json()
+            assert shown["resumed_at_round"] == 2 and shown["attempts"] == 2
+        finally:
+            app.stop()
+            local.db.dispose()
