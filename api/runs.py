@@ -22,7 +22,7 @@ from core.schemas import Page
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=AUTH_ERRORS)
 
-RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
+RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled", "interrupted"]
 
 
 @router.post("", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409))

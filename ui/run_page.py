@@ -52,7 +52,7 @@ from ui.widgets import update_status_badge as update_agent_badge
 router = APIRouter()
 
 TRANSCRIPT_PAGE = 50
-ACTIVE = frozenset({"queued", "running"})
+ACTIVE = frozenset({"queued", "running", "waiting"})
 # Figures re-read from the run after messages: at most once per REFRESH_SECONDS.
 REFRESH_SECONDS = 1.0
 TOKEN_FLUSH_SECONDS = 0.2

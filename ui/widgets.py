@@ -31,6 +31,7 @@ STATUS_COLORS: dict[str, str] = {
 RUN_STATUS_COLORS: dict[str, str] = {
     "queued": "grey-6",
     "running": "primary",
+    "waiting": "amber-8",
     "completed": "positive",
     "failed": "negative",
     "cancelled": "blue-grey-6",

@@ -33,6 +33,7 @@ from metagpt.utils.common import NoMoneyException, any_to_str
 from core.context import ContextUpdate
 from core.errors import DomainError
 from core.events import EventType, append_event
+from core.runtime.human import CURRENT_GATE, NO_ANSWER, NoAnswer, PersonGate, PersonLLM
 from core.runtime.observe import (
     CURRENT_RECORDER,
     AgentBinding,
@@ -147,6 +148,18 @@ class RuntimeRecorder:
         if self.failure is None:
             self.failure = (agent, error)
 
+    def on_rejected(self, agent: AgentBinding, message: Message, decision: Any) -> None:
+        """A message a person sent back stays in the transcript, marked, with the feedback."""
+        self.record_message(
+            agent,
+            message.content,
+            sender=agent.name,
+            role="assistant",
+            cause_by=_short(message.cause_by),
+            send_to=sorted(message.send_to),
+            metadata={"rejected": True, "feedback": decision.answer, "input_id": str(decision.id)},
+        )
+
     # -- writes ----------------------------------------------------------------------------
     def record_message(
         self,
@@ -260,6 +273,17 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
     CURRENT_RECORDER.set(recorder)
     if not recorder.set_status(binding, AgentStatus.BUSY, "answering", only_from={AgentStatus.ACTIVE}):
         return
+    if binding.config.get("approve_replies"):
+        # Each reply waits for a person's approval before it is stored (core/runtime/human.py).
+        CURRENT_GATE.set(
+            PersonGate(
+                services,
+                binding.workspace_id,
+                run_id=None,
+                scope_key=f"chat:{message_id}",
+                approvers=frozenset({binding.agent_id}),
+            )
+        )
     try:
         latest = services.messages.get(message_id)
         page = services.messages.list(agent_id, limit=HISTORY_MESSAGES)
@@ -288,6 +312,8 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
             metadata["context_update_problem"] = problem
         recorder.record_message(binding, text, sender=binding.name, role="assistant", metadata=metadata)
         recorder.set_status(binding, AgentStatus.ACTIVE, "", only_from={AgentStatus.BUSY})
+    except NoAnswer:
+        recorder.set_status(binding, AgentStatus.ACTIVE, "reply not approved", only_from={AgentStatus.BUSY})
     except (Exception, LlmCallFailed) as exc:
         prefix = "LLM call failed" if isinstance(exc, LlmCallFailed) else "answer failed"
         reason = f"{prefix}: {describe_error(exc)}"
@@ -320,7 +346,20 @@ async def execute_run(
         if sandbox is not None:
             ctx.sandbox_env = sandbox.environ()
         env = RecordingEnvironment(context=ctx, desc=f"an AgentDeck team run on: {run.idea[:200]}")
-        roles = [build_team_role(b, ctx, choice.make_llm()) for b in bindings]
+        # People in the run: members they play answer through PersonLLM; members needing approval
+        # publish only what a person approved (core/runtime/human.py).
+        gate = PersonGate(
+            services,
+            run.workspace_id,
+            run_id=run_id,
+            scope_key=f"run:{run_id}",
+            timeout_seconds=run.input_timeout,
+            approvers=frozenset(m.agent_id for m in run.members if m.needs_approval and m.agent_id),
+            on_rejected=recorder.on_rejected,
+        )
+        CURRENT_GATE.set(gate)
+        played = {m.agent_id for m in run.members if m.played_by_human}
+        roles = [build_team_role(b, ctx, PersonLLM() if b.agent_id in played else choice.make_llm()) for b in bindings]
         if not code_execution:
             from core.runtime.sandbox import disable_code_execution
 
@@ -350,6 +389,7 @@ async def execute_run(
                 )
                 break
             services.runs.record_round(run_id, round_no)
+            gate.round_no = round_no
             try:
                 await env.run()
             except BaseExceptionGroup as group:
@@ -361,6 +401,12 @@ async def execute_run(
         services.runs.finish(run_id, "cancelled", stop_reason=cancel_reason() or "cancelled")
         _release(recorder, bindings)
         raise
+    except NoAnswer as exc:
+        recorder.flush_usage()
+        who = exc.request.agent_name
+        services.runs.finish(
+            run_id, "failed", stop_reason=NO_ANSWER, error=f"{NO_ANSWER}: nobody answered {who}'s request in time"
+        )
     except (Exception, LlmCallFailed) as exc:
         recorder.flush_usage()
         failed_agent = exc.agent if isinstance(exc, LlmCallFailed) else None
@@ -373,6 +419,7 @@ async def execute_run(
             recorder.set_status(failed_agent, AgentStatus.ERROR, f"{prefix}: {error}", only_from=None)
         services.runs.finish(run_id, "failed", stop_reason="error", error=error)
     finally:
+        services.run_inputs.close_run(run_id)
         _release(recorder, bindings)
 
 
