@@ -17,12 +17,13 @@ Rules (issue #13):
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, StringConstraints, model_validator
+from pydantic import BaseModel, StringConstraints, computed_field, model_validator
 from sqlmodel import Session, col, select
 
 from core.db import Database
@@ -44,6 +45,19 @@ MAX_PROMPT_CHARS = 200_000
 FEEDBACK_HEADING = "## Feedback from a person who reviewed your previous answer"
 
 
+FORMAT_EXAMPLE = re.compile(r"## format example\s*(\[CONTENT\].*?\[/CONTENT\])", re.DOTALL)
+
+
+def format_example(prompt: list[dict[str, Any]]) -> str:
+    """The output example a MetaGPT action put in its prompt (an ActionNode's `[CONTENT]` block),
+    or "": a person answering for a role starts from it."""
+    for message in reversed(prompt):
+        match = FORMAT_EXAMPLE.search(str(message.get("content", "")))
+        if match:
+            return match.group(1).strip()
+    return ""
+
+
 class RunInputPublic(Public):
     id: uuid.UUID
     workspace_id: uuid.UUID
@@ -62,6 +76,12 @@ class RunInputPublic(Public):
     created_at: datetime
     answered_at: datetime | None
     expires_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def format_example(self) -> str:
+        """The answer format the role's prompt asks for (kind answer), to start from."""
+        return format_example(self.prompt) if self.kind == "answer" else ""
 
 
 class InputAnswer(BaseModel):
@@ -163,14 +183,21 @@ class RunInputService:
             next_cursor = encode_cursor(last.created_at.isoformat(), last.id)
         return Page[RunInputPublic](items=items, next_cursor=next_cursor)
 
-    def pending(self, workspace_id: uuid.UUID, limit: int | None = None) -> list[RunInputPublic]:
-        """The oldest pending requests of a workspace (the dashboard's inbox)."""
-        stmt = (
-            select(RunInput)
-            .where(RunInput.workspace_id == workspace_id, RunInput.status == "pending")
-            .order_by(col(RunInput.created_at), col(RunInput.id))
-            .limit(clamp_limit(limit))
-        )
+    def pending(
+        self,
+        workspace_id: uuid.UUID,
+        limit: int | None = None,
+        *,
+        run_id: uuid.UUID | None = None,
+        agent_id: uuid.UUID | None = None,
+    ) -> list[RunInputPublic]:
+        """The oldest pending requests of a workspace (the dashboard's inbox), of one run or agent."""
+        stmt = select(RunInput).where(RunInput.workspace_id == workspace_id, RunInput.status == "pending")
+        if run_id is not None:
+            stmt = stmt.where(RunInput.run_id == run_id)
+        if agent_id is not None:
+            stmt = stmt.where(RunInput.agent_id == agent_id)
+        stmt = stmt.order_by(col(RunInput.created_at), col(RunInput.id)).limit(clamp_limit(limit))
         with self.db.read() as session:
             return [RunInputPublic.model_validate(r) for r in session.exec(stmt)]
 

@@ -32,6 +32,7 @@ from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
 from ui import live
 from ui.format import esc, full_time, markup, when
+from ui.inputs import InputPanel
 from ui.runs import (
     ACTOR,
     CARD,
@@ -310,6 +311,8 @@ class RunView:
                 if member.agent_id is not None:
                     self.members[member.agent_id] = card
         self._build_transcript()
+        # Requests to people wait where the transcript stops (ui/inputs.py).
+        self.inputs = InputPanel(self.scope, run_id=self.run.id)
         self._build_files()
         self._build_cancel_dialog()
         self.apply(self.run)
@@ -730,6 +733,7 @@ async def run_page(run_id: str) -> None:
         view = RunView(found, workspace)
         view.build(agents)
         await view.load()
+        await view.inputs.start()
     live.subscribe(EventFilter(run_id=found.id), view.handle, since=since)
     # Status changes carry the agent, not the run: follow the members' statuses in the workspace.
     live.subscribe(
