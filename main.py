@@ -181,7 +181,7 @@ def serve(settings: Settings) -> None:
 
     from api.app import install_api
     from core.services import set_services
-    from ui import agent_page, analytics, auth, board, catalog, run_page, runs
+    from ui import agent_page, analytics, auth, board, catalog, inbox, run_page, runs
     from ui import settings as settings_page
     from ui.state import keep_storage_in
 
@@ -200,7 +200,7 @@ def serve(settings: Settings) -> None:
         install_api(app, settings)
     except ValueError as exc:
         raise StartupError(f"AGENTDECK_RATE_LIMIT: {exc}") from exc
-    for page in (board, catalog, settings_page, agent_page, runs, run_page, analytics):
+    for page in (board, catalog, settings_page, agent_page, runs, run_page, analytics, inbox):
         app.include_router(page.router)
     app.include_router(auth.router)
     if settings.password:

@@ -16,7 +16,19 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 
-from api import agents, analytics, context, events, health, llm_profiles, messages, runs, workspaces, ws
+from api import (
+    agents,
+    analytics,
+    context,
+    events,
+    health,
+    llm_profiles,
+    messages,
+    run_inputs,
+    runs,
+    workspaces,
+    ws,
+)
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit, RateLimit, parse_rate_limit
 from core.config import Settings
@@ -30,6 +42,7 @@ ROUTERS: list[APIRouter] = [
     context.router,
     messages.router,
     runs.router,
+    run_inputs.router,
     events.router,
     llm_profiles.router,
     analytics.router,

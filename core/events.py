@@ -53,6 +53,8 @@ class EventType(StrEnum):
     RUN_STARTED = "run_started"
     RUN_ROUND = "run_round"
     RUN_FINISHED = "run_finished"
+    RUN_INPUT_REQUESTED = "run_input_requested"
+    RUN_INPUT_ANSWERED = "run_input_answered"
     LLM_TOKEN = "llm_token"
     # Control frame: the subscriber fell behind and was re-synced from the log.
     RESUME = "resume"

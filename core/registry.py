@@ -41,6 +41,10 @@ _COMMON_CONFIG_PROPERTIES: dict[str, Any] = {
         "maxLength": 10_000,
         "description": "Extra instructions appended to the role's constraints.",
     },
+    "approve_replies": {
+        "type": "boolean",
+        "description": "Hold each chat reply for a person's approval (approve, edit or send back) before it is stored.",
+    },
 }
 
 

@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 from sqlmodel import Session, col, select
 
 from core.db import Database
 from core.errors import Conflict, InvalidInput, NotFound
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_cursor, encode_cursor
+from core.run_inputs import close_pending_in
 from core.schemas import Page, Public
 from core.status import RUN_FINISHED, RUN_UNFINISHED, AgentStatus, RunStatus
 from core.validation import NoNul
@@ -46,6 +47,11 @@ class RunCreate(BaseModel):
     n_rounds: int = Field(default=5, ge=1, le=100)
     investment: float = Field(default=3.0, gt=0, le=10_000)
     project_id: uuid.UUID | None = None
+    # Human in the loop: members whose LLM calls a person answers; members whose messages wait
+    # for a person's approval; seconds each request may wait (None: no deadline).
+    human_agent_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    approve_agent_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    input_timeout: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
 
     @field_validator("agent_ids")
     @classmethod
@@ -54,11 +60,20 @@ class RunCreate(BaseModel):
             raise ValueError("agent_ids must be distinct")
         return value
 
+    @model_validator(mode="after")
+    def _people_are_members(self) -> RunCreate:
+        for name in ("human_agent_ids", "approve_agent_ids"):
+            if not set(getattr(self, name)) <= set(self.agent_ids):
+                raise ValueError(f"{name} must be members of the run (agent_ids)")
+        return self
+
 
 class RunMemberPublic(Public):
     agent_id: uuid.UUID | None
     agent_name: str
     role_kind: str
+    played_by_human: bool = False
+    needs_approval: bool = False
     cost: float
     prompt_tokens: int
     completion_tokens: int
@@ -87,6 +102,7 @@ class RunPublic(Public):
     fork_round: int | None = None
     # Runs ahead of it in the execution queue (None unless queued and known; see Runtime.get_run).
     queue_position: int | None = None
+    input_timeout: int | None = None
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
@@ -121,6 +137,7 @@ class RunService:
                 code_execution=code_execution_enabled(workspace.settings),
                 parent_run_id=parent_run_id,
                 fork_round=fork_round,
+                input_timeout=data.input_timeout,
             )
             for agent_id in data.agent_ids:
                 agent = session.get(AgentInstance, agent_id)
@@ -132,7 +149,14 @@ class RunService:
                     )
                 definition = session.get_one(AgentDefinition, agent.definition_id)
                 members.append(
-                    RunMember(run_id=run.id, agent_id=agent.id, agent_name=agent.name, role_kind=definition.role_kind)
+                    RunMember(
+                        run_id=run.id,
+                        agent_id=agent.id,
+                        agent_name=agent.name,
+                        role_kind=definition.role_kind,
+                        played_by_human=agent.id in data.human_agent_ids,
+                        needs_approval=agent.id in data.approve_agent_ids,
+                    )
                 )
             kinds = [m.role_kind for m in members if m.role_kind != "assistant"]
             if len(kinds) != len(set(kinds)):
@@ -270,6 +294,7 @@ class RunService:
             run.finished_at = utcnow()
             session.add(run)
             session.flush()
+            close_pending_in(session, run.id)  # requests to people end with the run
             public = _public(run, _members(session, run.id))
             append_event(
                 session,

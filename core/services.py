@@ -17,6 +17,7 @@ from core.db import Database
 from core.events import EventBus, purge_events_older_than
 from core.llm_profiles import LlmProfileService
 from core.messages import MessageService
+from core.run_inputs import RunInputService
 from core.runs import RunService
 from core.runtime.manager import Runtime
 from core.secrets import SecretBox
@@ -38,6 +39,7 @@ class Services:
     contexts: ContextService
     messages: MessageService
     runs: RunService
+    run_inputs: RunInputService
     tokens: TokenService
     llm_profiles: LlmProfileService
     analytics: AnalyticsService
@@ -98,6 +100,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         contexts=ContextService(db),
         messages=MessageService(db, settings.max_message_chars),
         runs=RunService(db),
+        run_inputs=RunInputService(db),
         tokens=TokenService(db),
         llm_profiles=LlmProfileService(db, SecretBox(settings)),
         analytics=AnalyticsService(db),

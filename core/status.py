@@ -51,11 +51,13 @@ def check_transition(current: str, target: str) -> AgentStatus:
 
 
 class RunStatus(StrEnum):
-    """A team run's lifecycle (SPEC §9): queued → running → one terminal status, with a reason.
+    """A team run's lifecycle (SPEC §9): queued → running (⇄ waiting) → one terminal status, with a reason.
     `interrupted` is left only for runs a user chose not to resume."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    # A person has a request of the run to answer (core/run_inputs.py); executing, not finished.
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -65,4 +67,4 @@ class RunStatus(StrEnum):
 RUN_FINISHED: frozenset[RunStatus] = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.INTERRUPTED}
 )
-RUN_UNFINISHED: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+RUN_UNFINISHED: frozenset[RunStatus] = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING})

@@ -21,7 +21,9 @@ from sqlmodel import Field, SQLModel
 from storage.types import JsonType, UtcDateTime, utcnow
 
 AGENT_STATUSES = ("idle", "initializing", "active", "busy", "error", "offline")
-RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+RUN_STATUSES = ("queued", "running", "waiting", "completed", "failed", "cancelled", "interrupted")
+RUN_INPUT_KINDS = ("answer", "approval")
+RUN_INPUT_STATUSES = ("pending", "answered", "expired", "cancelled")
 
 # Alembic and the database agree on constraint names only if they are deterministic.
 SQLModel.metadata.naming_convention = {
@@ -225,6 +227,8 @@ class Run(SQLModel, table=True):
     # A fork ("re-run from here") copies rounds 1..fork_round of its parent without LLM calls.
     parent_run_id: uuid.UUID | None = _fk("runs.id", "SET NULL", nullable=True, index=True)
     fork_round: int | None = Field(default=None)
+    # Seconds a person has to answer each request of this run; None waits for ever.
+    input_timeout: int | None = Field(default=None)
     started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = _created_at()
@@ -241,9 +245,55 @@ class RunMember(SQLModel, table=True):
     agent_id: uuid.UUID | None = _fk("agent_instances.id", "SET NULL", nullable=True, index=True)
     agent_name: str = Field(default="", max_length=200)
     role_kind: str = Field(max_length=64)
+    # Human in the loop: a person writes this member's LLM answers; or approves what it publishes.
+    played_by_human: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    needs_approval: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     cost: float = Field(default=0.0)
     prompt_tokens: int = Field(default=0)
     completion_tokens: int = Field(default=0)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()
+
+
+class RunInput(SQLModel, table=True):
+    """A question the runtime put to a person: write a role's answer, or approve a message.
+
+    The row is the durable record of the wait: a run replaying a round after a restart finds its
+    request by `key` (answered: the answer is used; pending: the wait goes on).
+    """
+
+    __tablename__ = "run_inputs"
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('" + "','".join(RUN_INPUT_KINDS) + "')", name="kind_known"),
+        sa.CheckConstraint("status IN ('" + "','".join(RUN_INPUT_STATUSES) + "')", name="status_known"),
+        # One request per point of a run's (or chat's) execution: replays find it again.
+        sa.UniqueConstraint("key"),
+        # A run's requests in order, filtered by status (GET /api/runs/{id}/inputs).
+        sa.Index("ix_run_inputs_run_status_created", "run_id", "status", "created_at", "id"),
+        # The header badge: pending requests of a workspace.
+        sa.Index("ix_run_inputs_workspace_status", "workspace_id", "status"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    # None for a chat reply held for approval.
+    run_id: uuid.UUID | None = _fk("runs.id", "CASCADE", nullable=True)
+    agent_id: uuid.UUID | None = _fk("agent_instances.id", "SET NULL", nullable=True, index=True)
+    agent_name: str = Field(default="", max_length=200)
+    key: str = Field(max_length=300)
+    kind: str = Field(max_length=16)
+    round: int = Field(default=0)
+    action: str = Field(default="", max_length=200)
+    # What the person is shown: the prompt the role would have sent (kind answer) or the message
+    # about to be published (kind approval, `proposed`).
+    prompt: list[dict[str, Any]] = _json(list)
+    proposed: str = Field(default="", sa_type=sa.Text)
+    status: str = Field(default="pending", max_length=16)
+    decision: str | None = Field(default=None, max_length=16)
+    answer: str = Field(default="", sa_type=sa.Text)
+    answered_by: str = Field(default="", max_length=200)
+    answered_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
 

@@ -24,6 +24,7 @@ from core.status import AgentStatus
 from ui import live
 from ui.agent_context import ContextPanel
 from ui.format import esc, full_time, json_error_text, markup, pretty_json, when
+from ui.inputs import InputPanel
 from ui.state import current_workspace
 from ui.theme import frame
 from ui.thread import MessageThread
@@ -119,6 +120,8 @@ class AgentView:
                 ui.tab(name, label, icon=icon).mark(f"tab-{name}")
         with ui.tab_panels(tabs, value=tab).classes("w-full bg-transparent -mt-4").props("keep-alive"):
             with ui.tab_panel("conversation").classes("px-0"):
+                # Replies held for approval (config `approve_replies`) wait above the thread.
+                self.inputs = InputPanel(self.scope, agent_id=self.agent.id)
                 self.thread.build()
             with ui.tab_panel("context").classes("px-0 gap-4"):
                 self.context.build()
@@ -128,6 +131,7 @@ class AgentView:
                 self.config.build()
 
     async def load(self) -> None:
+        await self.inputs.start()
         await self.thread.load_latest()
         await self.context.load()
         await self.status.load_history()

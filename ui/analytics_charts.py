@@ -32,6 +32,7 @@ STATUS_HEX = {
 RUN_HEX = {
     "queued": "#94a3b8",
     "running": "#6366f1",
+    "waiting": "#d97706",
     "completed": "#22c55e",
     "failed": "#ef4444",
     "cancelled": "#64748b",

@@ -33,6 +33,7 @@ from core.services import get_services
 from core.status import RunStatus
 from ui import live
 from ui.format import esc, full_time, markup, when
+from ui.inputs import InputPanel
 from ui.runs import (
     ACTOR,
     CARD,
@@ -53,7 +54,7 @@ from ui.widgets import update_status_badge as update_agent_badge
 router = APIRouter()
 
 TRANSCRIPT_PAGE = 50
-ACTIVE = frozenset({"queued", "running"})
+ACTIVE = frozenset({"queued", "running", "waiting"})
 # Figures re-read from the run after messages: at most once per REFRESH_SECONDS.
 REFRESH_SECONDS = 1.0
 TOKEN_FLUSH_SECONDS = 0.2
@@ -311,6 +312,8 @@ class RunView:
                 if member.agent_id is not None:
                     self.members[member.agent_id] = card
         self._build_transcript()
+        # Requests to people wait where the transcript stops (ui/inputs.py).
+        self.inputs = InputPanel(self.scope, run_id=self.run.id)
         self._build_files()
         self._build_cancel_dialog()
         self.apply(self.run)
@@ -740,6 +743,7 @@ async def run_page(run_id: str) -> None:
         view = RunView(found, workspace)
         view.build(agents)
         await view.load()
+        await view.inputs.start()
     live.subscribe(EventFilter(run_id=found.id), view.handle, since=since)
     # Status changes carry the agent, not the run: follow the members' statuses in the workspace.
     live.subscribe(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from nicegui import APIRouter, run, ui
 from pydantic import ValidationError
@@ -149,6 +150,11 @@ class StartRunCard:
             ui.label(
                 "MetaGPT runs one agent per SOP role kind (product manager, architect, …); assistants can be added freely."
             ).classes(f"text-xs {MUTED} -mt-3")
+            # Human in the loop, per member: a person plays it, or approves what it publishes.
+            self.played: set[str] = set()
+            self.approved: set[str] = set()
+            self.people = ui.column().classes("w-full gap-1").mark("run-people")
+            self.members.on_value_change(lambda _: self._show_people())
             self.idea = (
                 ui.textarea("Idea", placeholder="e.g. a command-line todo app with due dates")
                 .props("outlined autogrow")
@@ -170,6 +176,15 @@ class StartRunCard:
                     .tooltip("The run stops when its LLM cost reaches this amount (MetaGPT's investment)")
                     .mark("run-investment")
                 )
+                self.input_timeout = (
+                    ui.number("Answer within (s)", value=None, min=1, step=60, precision=0)
+                    .props("outlined dense clearable")
+                    .classes("w-44")
+                    .tooltip(
+                        "How long a request to a person may wait before the run fails with 'no answer' (empty: no limit)"
+                    )
+                    .mark("run-input-timeout")
+                )
             if profile is None:
                 ui.label(
                     "No default LLM profile in this workspace: the offline demo model answers (canned, "
@@ -186,6 +201,24 @@ class StartRunCard:
                 )
                 if not agents:
                     self.button.disable()
+
+    def _show_people(self) -> None:
+        chosen = [key for key in (self.members.value or []) if key in self.agents]
+        self.played &= set(chosen)
+        self.approved &= set(chosen)
+        self.people.clear()
+        with self.people:
+            for key in chosen:
+                with ui.row().classes("w-full items-center gap-4").mark("run-person"):
+                    ui.label(self.agents[key].name).classes("text-sm min-w-32")
+                    ui.switch(
+                        "played by you", value=key in self.played, on_change=lambda e, k=key: _toggle(self.played, k, e)
+                    ).props("dense").mark("run-played-by-you")
+                    ui.switch(
+                        "approve its work",
+                        value=key in self.approved,
+                        on_change=lambda e, k=key: _toggle(self.approved, k, e),
+                    ).props("dense").mark("run-approve")
 
     @staticmethod
     def _option(agent: AgentPublic) -> str:
@@ -207,6 +240,9 @@ class StartRunCard:
                 idea=self.idea.value or "",
                 n_rounds=int(self.rounds.value) if self.rounds.value is not None else 0,
                 investment=float(self.investment.value) if self.investment.value is not None else 0,
+                human_agent_ids=[uuid.UUID(k) for k in sorted(self.played)],
+                approve_agent_ids=[uuid.UUID(k) for k in sorted(self.approved)],
+                input_timeout=int(self.input_timeout.value) if self.input_timeout.value else None,
             )
         except ValidationError as exc:
             messages = validation_messages(exc)
@@ -219,6 +255,8 @@ class StartRunCard:
                 self.rounds.error = "1 to 100"
             if "investment" in messages:
                 self.investment.error = "more than $0, at most $10,000"
+            if "input_timeout" in messages:
+                self.input_timeout.error = "at least 1 second"
             return
         self.button.props("loading")
         try:
@@ -229,6 +267,13 @@ class StartRunCard:
         finally:
             self.button.props(remove="loading")
         ui.navigate.to(f"/runs/{started.id}")
+
+
+def _toggle(chosen: set[str], key: str, event: Any) -> None:
+    if event.value:
+        chosen.add(key)
+    else:
+        chosen.discard(key)
 
 
 class RunRow:

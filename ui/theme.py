@@ -100,6 +100,10 @@ def frame(title: str) -> Iterator[WorkspacePublic]:
         ui.button(icon="add", on_click=create_dialog.open).props("flat round dense").tooltip("New workspace").mark(
             "new-workspace"
         )
+        # Imported here: ui.inputs renders with ui.widgets, which reads the frame's dark mode.
+        from ui.inputs import pending_inputs_button
+
+        pending_inputs_button(workspace.id)
         _dark_mode_button(dark)
         if get_services().settings.password:
             ui.button(icon="logout", on_click=lambda: ui.navigate.to("/logout")).props("flat round dense").tooltip(

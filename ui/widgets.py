@@ -32,6 +32,7 @@ STATUS_COLORS: dict[str, str] = {
 RUN_STATUS_COLORS: dict[str, str] = {
     RunStatus.QUEUED: "grey-6",
     RunStatus.RUNNING: "primary",
+    RunStatus.WAITING: "amber-8",
     RunStatus.COMPLETED: "positive",
     RunStatus.FAILED: "negative",
     RunStatus.CANCELLED: "blue-grey-6",

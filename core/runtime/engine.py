@@ -35,6 +35,7 @@ from core.context import ContextUpdate
 from core.errors import DomainError
 from core.events import EventType, append_event
 from core.runtime import checkpoint
+from core.runtime.human import CURRENT_GATE, NO_ANSWER, NoAnswer, PersonGate, PersonLLM
 from core.runtime.observe import (
     CURRENT_RECORDER,
     AgentBinding,
@@ -152,6 +153,18 @@ class RuntimeRecorder:
     def on_llm_failure(self, agent: AgentBinding | None, error: BaseException) -> None:
         if self.failure is None:
             self.failure = (agent, error)
+
+    def on_rejected(self, agent: AgentBinding, message: Message, decision: Any) -> None:
+        """A message a person sent back stays in the transcript, marked, with the feedback."""
+        self.record_message(
+            agent,
+            message.content,
+            sender=agent.name,
+            role="assistant",
+            cause_by=_short(message.cause_by),
+            send_to=sorted(message.send_to),
+            metadata={"rejected": True, "feedback": decision.answer, "input_id": str(decision.id)},
+        )
 
     # -- writes ----------------------------------------------------------------------------
     def record_message(
@@ -290,6 +303,17 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
         binding, AgentStatus.BUSY, "answering", only_from={AgentStatus.ACTIVE, AgentStatus.BUSY}
     ):
         return
+    if binding.config.get("approve_replies"):
+        # Each reply waits for a person's approval before it is stored (core/runtime/human.py).
+        CURRENT_GATE.set(
+            PersonGate(
+                services,
+                binding.workspace_id,
+                run_id=None,
+                scope_key=f"chat:{message_id}",
+                approvers=frozenset({binding.agent_id}),
+            )
+        )
     try:
         latest = services.messages.get(message_id)
         page = services.messages.list(agent_id, limit=HISTORY_MESSAGES)
@@ -320,6 +344,8 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
             binding, text, sender=binding.name, role="assistant", metadata=metadata, message_id=reply_id
         )
         recorder.set_status(binding, AgentStatus.ACTIVE, "", only_from={AgentStatus.BUSY})
+    except NoAnswer:
+        recorder.set_status(binding, AgentStatus.ACTIVE, "reply not approved", only_from={AgentStatus.BUSY})
     except (Exception, LlmCallFailed) as exc:
         prefix = "LLM call failed" if isinstance(exc, LlmCallFailed) else "answer failed"
         reason = f"{prefix}: {describe_error(exc)}"
@@ -363,6 +389,7 @@ class TeamSession:
         self._task: asyncio.Task[Any] | None = None
         self._lock = threading.Lock()
         self.team: Team | None = None
+        self.gate: PersonGate | None = None
         self.bindings: list[AgentBinding] = []
         self.recorder = RuntimeRecorder(services, uuid.UUID(int=0), choice, run_id)
 
@@ -412,7 +439,23 @@ class TeamSession:
         if sandbox is not None:
             ctx.sandbox_env = sandbox.environ()
         env = RecordingEnvironment(context=ctx, desc=f"an AgentDeck team run on: {run.idea[:200]}")
-        roles = [build_team_role(b, ctx, self.choice.make_llm()) for b in self.bindings]
+        # People in the run: members they play answer through PersonLLM; members needing approval
+        # publish only what a person approved (core/runtime/human.py).
+        self.gate = PersonGate(
+            self.services,
+            run.workspace_id,
+            run_id=self.run_id,
+            scope_key=f"run:{self.run_id}",
+            timeout_seconds=run.input_timeout,
+            approvers=frozenset(m.agent_id for m in run.members if m.needs_approval and m.agent_id),
+            on_rejected=self.recorder.on_rejected,
+        )
+        CURRENT_GATE.set(self.gate)
+        played = {m.agent_id for m in run.members if m.played_by_human}
+        roles = [
+            build_team_role(b, ctx, PersonLLM() if b.agent_id in played else self.choice.make_llm())
+            for b in self.bindings
+        ]
         if not run.code_execution:
             from core.runtime.sandbox import disable_code_execution
 
@@ -450,6 +493,10 @@ class TeamSession:
             limit = self.services.settings.run_time_limit
             self.end(RunStatus.FAILED, "time limit", error=f"ran longer than {limit} s")
             return ("failed", "time limit")
+        except NoAnswer as exc:
+            error = f"{NO_ANSWER}: nobody answered {exc.request.agent_name}'s request in time"
+            self.end(RunStatus.FAILED, NO_ANSWER, error=error)
+            return ("failed", NO_ANSWER)
         except (Exception, LlmCallFailed) as exc:
             return ("failed", self.fail(exc))
         if outcome[0] == "continue":
@@ -478,6 +525,10 @@ class TeamSession:
             )
         self.services.runs.record_round(self.run_id, round_no)
         self.recorder.round_no = round_no
+        # Requests to people are keyed by round: a replayed round finds its answers again.
+        assert self.gate is not None
+        CURRENT_GATE.set(self.gate)
+        self.gate.round_no = round_no
         async with asyncio.timeout(remaining):
             try:
                 await team.env.run()

@@ -140,12 +140,32 @@ class _ObservedRole:
         return await super()._think()  # type: ignore[misc]
 
     async def _act(self) -> Message:
+        from core.runtime.human import CURRENT_ACTION
+
         recorder = CURRENT_RECORDER.get()
         todo = self.rc.todo
+        action = getattr(todo, "name", "") or type(todo).__name__
         if recorder is not None:
             recorder.on_acting(self.agentdeck)
-            recorder.on_activity(self.agentdeck, "acting", {"action": getattr(todo, "name", "") or type(todo).__name__})
+            recorder.on_activity(self.agentdeck, "acting", {"action": action})
+        CURRENT_ACTION.set(action)
+        self.agentdeck_last_todo = todo
         return await super()._act()  # type: ignore[misc]
+
+    async def react(self) -> Message:
+        from core.runtime.human import reviewed
+
+        # What react returns is what the role publishes: a member that needs approval publishes
+        # only what a person approved; a rejected message is redone by its last action.
+        message = await super().react()  # type: ignore[misc]
+        return await reviewed(self, self.agentdeck, message, self._redo_last_action)
+
+    async def _redo_last_action(self) -> Message:
+        self.rc.todo = self.agentdeck_last_todo
+        try:
+            return await self._act()
+        finally:
+            self.rc.todo = None
 
 
 _observed_classes: dict[type[Role], type[Role]] = {}

@@ -63,8 +63,10 @@ class LlmChoice:
         return LLMConfig(**{**self.config, "timeout": self.timeout})
 
     def make_llm(self) -> BaseLLM:
+        from core.runtime.human import with_feedback
+
         llm: BaseLLM = DemoLLM() if self.is_demo else create_llm_instance(self.llm_config())
-        return watch_llm(llm)
+        return with_feedback(watch_llm(llm))
 
 
 def demo_choice() -> LlmChoice:

@@ -1,0 +1,26 @@
+"""The inbox: every request waiting for a person in the workspace (runs and chats), live."""
+
+from __future__ import annotations
+
+from nicegui import APIRouter, ui
+
+from ui.inputs import InputPanel
+from ui.state import current_workspace
+from ui.theme import frame
+
+router = APIRouter()
+
+MUTED = "text-slate-500 dark:text-slate-400"
+
+
+@router.page("/inputs")
+async def inputs_page() -> None:
+    workspace = current_workspace()
+    with frame("Waiting for you"):
+        ui.label(
+            "Runs and chats wait here for a person: answer for a role you play, or approve what an agent is about "
+            "to publish."
+        ).classes(f"text-sm {MUTED}")
+        empty = ui.label("Nothing is waiting for you.").classes(f"text-sm {MUTED}").mark("inputs-empty")
+        panel = InputPanel(workspace.id, on_change=lambda: empty.set_visibility(not panel.cards))
+        await panel.start()
