@@ -138,3 +138,59 @@ def test_bad_answers_are_refused_and_another_workspace_sees_nothing(app: tuple[A
     assert api.post("/api/runs", json=bad_members).status_code == 422
     ok(api.post(f"/api/runs/{run['id']}/cancel"))
     assert ok(api.get(url, params={"status": "pending"}))["items"] == []
+
+
+def test_a_sigkill_while_waiting_loses_nothing_and_the_answer_after_restart_resumes_the_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    data_dir = tmp_path_factory.mktemp("human-kill") / "data"
+    database_url = create_pg_database() if USE_POSTGRES else None
+    env = {"AGENTDECK_RATE_LIMIT": "off"}
+    process = AppProcess(data_dir, database_url=database_url, env=env).start()
+    services = build_services(Settings(data_dir=data_dir, database_url=database_url))
+    try:
+        ws, pm, architect = _team(services)
+        api = _client((process, services), ws)
+        body = {
+            "workspace_id": str(ws.id),
+            "agent_ids": [str(pm), str(architect)],
+            "idea": "a habit tracker",
+            "human_agent_ids": [str(pm)],
+            "n_rounds": 5,
+        }
+        run_id = ok(api.post("/api/runs", json=body), 202)["id"]
+        url = f"/api/runs/{run_id}/inputs"
+
+        def pending(client: httpx.Client) -> list[dict[str, Any]]:
+            return ok(client.get(url, params={"status": "pending"}))["items"]
+
+        asked = wait_until(lambda: (pending(api) or [None])[0], WAIT, "the product manager's request")
+        assert process.proc is not None
+        process.proc.kill()  # SIGKILL while the run waits for a person
+        process.proc.wait()
+        assert services.runs.get(uuid.UUID(run_id)).status == "waiting"
+
+        process = AppProcess(data_dir, database_url=database_url, env=env).start()
+        api = _client((process, services), ws)
+        # Still the same request, still pending, and the resumed run waits on it (not a second one).
+        wait_until(lambda: ok(api.get(f"/api/runs/{run_id}"))["attempts"] == 2, WAIT, "the run to resume")
+        assert [r["id"] for r in pending(api)] == [asked["id"]]
+        assert ok(api.get(f"/api/runs/{run_id}"))["status"] == "waiting"
+
+        while ok(api.get(f"/api/runs/{run_id}"))["status"] not in {"completed", "failed", "cancelled"}:
+            for request in pending(api):
+                answer = {"text": default_responder({"messages": request["prompt"]})}
+                ok(api.post(f"{url}/{request['id']}", json=answer))
+            wait_until(lambda: pending(api) or ok(api.get(f"/api/runs/{run_id}"))["status"] != "waiting", WAIT, "news")
+        final = ok(api.get(f"/api/runs/{run_id}"))
+        assert final["status"] == "completed", final["error"]
+        assert final["resumed_at_round"] == 1
+        all_requests = ok(api.get(url, params={"limit": 100}))["items"]
+        assert all_requests[0]["id"] == asked["id"] and all_requests[0]["status"] == "answered"
+        senders = [m["sender"] for m in ok(api.get(f"/api/runs/{run_id}/messages", params={"limit": 50}))["items"]]
+        assert senders[:3] == ["user", "Alice", "Bob"]
+    finally:
+        process.stop()
+        services.db.dispose()
+        if database_url:
+            drop_pg_database(database_url)
