@@ -23,7 +23,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +30,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from core.db import EVENTS_WRITTEN, Database
+from core.event_schema import EventType, validate_payload
 from storage.models import Event
 from storage.types import utcnow
 
@@ -39,25 +39,6 @@ log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "agentdeck_events"
 REPLAY_PAGE = 500
 DEFAULT_QUEUE_SIZE = 1000
-
-
-class EventType(StrEnum):
-    AGENT_CREATED = "agent_created"
-    AGENT_UPDATED = "agent_updated"
-    AGENT_DELETED = "agent_deleted"
-    AGENT_STATUS_CHANGED = "agent_status_changed"
-    AGENT_ACTIVITY = "agent_activity"
-    AGENT_MESSAGE = "agent_message"
-    AGENT_CONTEXT_UPDATED = "agent_context_updated"
-    RUN_CREATED = "run_created"
-    RUN_STARTED = "run_started"
-    RUN_ROUND = "run_round"
-    RUN_FINISHED = "run_finished"
-    RUN_INPUT_REQUESTED = "run_input_requested"
-    RUN_INPUT_ANSWERED = "run_input_answered"
-    LLM_TOKEN = "llm_token"
-    # Control frame: the subscriber fell behind and was re-synced from the log.
-    RESUME = "resume"
 
 
 class EventOut(BaseModel):
@@ -96,6 +77,7 @@ def append_event(
     """Append an event to the log inside the caller's write transaction."""
     if type is EventType.LLM_TOKEN:
         raise ValueError("llm_token events are pushed with EventBus.publish_ephemeral, never stored")
+    validate_payload(type, data)
     next_seq = session.info.get("agentdeck_next_seq")
     if next_seq is None:
         current = session.exec(select(sa.func.max(Event.seq))).one()
@@ -322,6 +304,7 @@ class EventBus:
         run_id: uuid.UUID | None = None,
     ) -> None:
         """Push an event that is not stored (llm_token); safe from any thread."""
+        validate_payload(type, data)
         event = EventOut(
             seq=None,
             type=type,

@@ -64,9 +64,9 @@ def append(
         rows = [
             append_event(
                 session,
-                EventType.AGENT_UPDATED,
+                EventType.AGENT_ACTIVITY,
                 workspace_id,
-                {"i": i, **data},
+                {"activity": "testing", "agent_name": "tester", "i": i, **data},
                 agent_id=agent_id or uuid.uuid4(),
                 run_id=run_id,
             )
@@ -142,8 +142,8 @@ async def test_seq_is_gap_free_across_transactions_and_a_rolled_back_append_is_n
         assert seqs == list(range(base + 1, base + 7))
 
         with pytest.raises(RuntimeError, match="boom"), db.write() as session:
-            append_event(session, EventType.AGENT_UPDATED, ws.id, {"doomed": True})
-            append_event(session, EventType.AGENT_UPDATED, ws.id, {"doomed": True})
+            append_event(session, EventType.AGENT_ACTIVITY, ws.id, {"activity": "doomed", "agent_name": "tester"})
+            append_event(session, EventType.AGENT_ACTIVITY, ws.id, {"activity": "doomed", "agent_name": "tester"})
             session.flush()  # the rows really reached the database before the rollback
             raise RuntimeError("boom")
 
@@ -388,10 +388,12 @@ async def test_llm_tokens_are_pushed_live_to_matching_subscribers_and_never_stor
         bus.subscribe(EventFilter(workspace_id=a.id, agent_id=other)) as sub_other,
     ):
         it_a, it_b, it_other = aiter(sub_a), aiter(sub_b), aiter(sub_other)
-        bus.publish_ephemeral(EventType.LLM_TOKEN, b.id, {"text": "bee"}, agent_id=uuid.uuid4())
-        bus.publish_ephemeral(EventType.LLM_TOKEN, a.id, {"text": "Hel"}, agent_id=alice)
+        bus.publish_ephemeral(EventType.LLM_TOKEN, b.id, {"text": "bee", "agent_name": "tester"}, agent_id=uuid.uuid4())
+        bus.publish_ephemeral(EventType.LLM_TOKEN, a.id, {"text": "Hel", "agent_name": "tester"}, agent_id=alice)
         # From a worker thread too, as the agent runtime does.
-        await asyncio.to_thread(bus.publish_ephemeral, EventType.LLM_TOKEN, a.id, {"text": "lo"}, agent_id=alice)
+        await asyncio.to_thread(
+            bus.publish_ephemeral, EventType.LLM_TOKEN, a.id, {"text": "lo", "agent_name": "tester"}, agent_id=alice
+        )
 
         got_a = await take(it_a, 2)
         assert [(e.type, e.seq, e.agent_id, e.data["text"]) for e in got_a] == [
@@ -400,7 +402,11 @@ async def test_llm_tokens_are_pushed_live_to_matching_subscribers_and_never_stor
         ]
         assert {e.workspace_id for e in got_a} == {a.id}
         token_b = await next_event(it_b)
-        assert (token_b.type, token_b.workspace_id, token_b.data) == (EventType.LLM_TOKEN, b.id, {"text": "bee"})
+        assert (token_b.type, token_b.workspace_id, token_b.data) == (
+            EventType.LLM_TOKEN,
+            b.id,
+            {"text": "bee", "agent_name": "tester"},
+        )
 
         # Another agent's subscriber got no token: its next event is a persisted one for it.
         [end] = append(db, a.id, agent_id=other, end=True)

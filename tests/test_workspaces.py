@@ -107,8 +107,8 @@ def test_counts_are_per_workspace(services: Services) -> None:
 async def test_running_services_apply_the_event_retention_setting(services: Services) -> None:
     ws = services.workspaces.create(WorkspaceCreate(slug="r"))
     with services.db.write() as session:
-        append_event(session, EventType.AGENT_UPDATED, ws.id, {"old": True})
-        append_event(session, EventType.AGENT_UPDATED, ws.id, {"old": False})
+        append_event(session, EventType.AGENT_ACTIVITY, ws.id, {"activity": "old", "agent_name": "tester"})
+        append_event(session, EventType.AGENT_ACTIVITY, ws.id, {"activity": "new", "agent_name": "tester"})
     with services.db.write() as session:
         session.execute(sa.update(Event).where(Event.seq == 1).values(created_at=utcnow() - timedelta(days=40)))
     services.settings.event_retention_days = 30
@@ -119,6 +119,6 @@ async def test_running_services_apply_the_event_retention_setting(services: Serv
 
     await services.start()
     try:
-        await eventually(lambda: kept() == [{"old": False}])
+        await eventually(lambda: kept() == [{"activity": "new", "agent_name": "tester"}])
     finally:
         await services.stop()

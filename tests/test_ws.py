@@ -595,8 +595,12 @@ def test_pushed_only_tokens_reach_only_the_streams_they_belong_to(local: tuple[T
     ws, secret, agent = local_setup(services)
     other = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="other"))
     with client.websocket_connect(f"/ws/agents/{agent.id}?token={secret}&since={head(services)}") as socket:
-        services.bus.publish_ephemeral(EventType.LLM_TOKEN, ws.id, {"text": "no"}, agent_id=other.id)
-        services.bus.publish_ephemeral(EventType.LLM_TOKEN, ws.id, {"text": "yes"}, agent_id=agent.id)
+        services.bus.publish_ephemeral(
+            EventType.LLM_TOKEN, ws.id, {"text": "no", "agent_name": "tester"}, agent_id=other.id
+        )
+        services.bus.publish_ephemeral(
+            EventType.LLM_TOKEN, ws.id, {"text": "yes", "agent_name": "tester"}, agent_id=agent.id
+        )
         [frame] = receive_until(socket, lambda f: True)
     assert (frame["type"], frame["seq"], frame["agent_id"], frame["data"]) == (
         "llm_token",
