@@ -125,14 +125,7 @@ class RunInputService:
                 # A replayed round (after a restart) asks again: the run waits again if still pending.
                 public = RunInputPublic.model_validate(existing)
                 if existing.status == "pending" and _set_run_waiting(session, data.run_id, waiting=True) == "waiting":
-                    append_event(
-                        session,
-                        EventType.RUN_INPUT_REQUESTED,
-                        existing.workspace_id,
-                        {"input": public.model_dump(mode="json"), "run_status": "waiting"},
-                        agent_id=existing.agent_id,
-                        run_id=existing.run_id,
-                    )
+                    _announce(session, EventType.RUN_INPUT_REQUESTED, existing, "waiting")
                 return public
             row = RunInput(
                 workspace_id=data.workspace_id,
@@ -151,14 +144,7 @@ class RunInputService:
             session.flush()
             run_status = _set_run_waiting(session, data.run_id, waiting=True)
             public = RunInputPublic.model_validate(row)
-            append_event(
-                session,
-                EventType.RUN_INPUT_REQUESTED,
-                row.workspace_id,
-                {"input": public.model_dump(mode="json"), "run_status": run_status},
-                agent_id=row.agent_id,
-                run_id=row.run_id,
-            )
+            _announce(session, EventType.RUN_INPUT_REQUESTED, row, run_status)
             return public
 
     def get(self, input_id: uuid.UUID, scope: uuid.UUID | None = None) -> RunInputPublic:
@@ -243,14 +229,7 @@ class RunInputService:
             session.flush()
             run_status = _set_run_waiting(session, row.run_id, waiting=_has_pending(session, row.run_id))
             public = RunInputPublic.model_validate(row)
-            append_event(
-                session,
-                EventType.RUN_INPUT_ANSWERED,
-                row.workspace_id,
-                {"input": public.model_dump(mode="json"), "run_status": run_status},
-                agent_id=row.agent_id,
-                run_id=row.run_id,
-            )
+            _announce(session, EventType.RUN_INPUT_ANSWERED, row, run_status)
             return public
 
     def close(self, input_id: uuid.UUID, status: Literal["expired", "cancelled"]) -> RunInputPublic:
@@ -262,14 +241,7 @@ class RunInputService:
                 session.add(row)
                 session.flush()
                 run_status = _set_run_waiting(session, row.run_id, waiting=_has_pending(session, row.run_id))
-                append_event(
-                    session,
-                    EventType.RUN_INPUT_ANSWERED,
-                    row.workspace_id,
-                    {"input": RunInputPublic.model_validate(row).model_dump(mode="json"), "run_status": run_status},
-                    agent_id=row.agent_id,
-                    run_id=row.run_id,
-                )
+                _announce(session, EventType.RUN_INPUT_ANSWERED, row, run_status)
             return RunInputPublic.model_validate(row)
 
 
@@ -281,15 +253,20 @@ def close_pending_in(session: Session, run_id: uuid.UUID) -> int:
         row.status = "cancelled"
         session.add(row)
         session.flush()
-        append_event(
-            session,
-            EventType.RUN_INPUT_ANSWERED,
-            row.workspace_id,
-            {"input": RunInputPublic.model_validate(row).model_dump(mode="json"), "run_status": None},
-            agent_id=row.agent_id,
-            run_id=row.run_id,
-        )
+        _announce(session, EventType.RUN_INPUT_ANSWERED, row, None)
     return len(rows)
+
+
+def _announce(session: Session, type: EventType, row: RunInput, run_status: str | None) -> None:
+    """The request's event, with the run's status after the change (watchers show both)."""
+    append_event(
+        session,
+        type,
+        row.workspace_id,
+        {"input": RunInputPublic.model_validate(row).model_dump(mode="json"), "run_status": run_status},
+        agent_id=row.agent_id,
+        run_id=row.run_id,
+    )
 
 
 def _input(session: Session, input_id: uuid.UUID, scope: uuid.UUID | None) -> RunInput:
