@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from core.db import EVENTS_WRITTEN, Database
+from core.db import EVENT_TYPE_COUNTS, EVENTS_WRITTEN, Database
 from storage.models import Event
 from storage.types import utcnow
 
@@ -54,6 +54,8 @@ class EventType(StrEnum):
     RUN_ROUND = "run_round"
     RUN_FINISHED = "run_finished"
     LLM_TOKEN = "llm_token"
+    # An LLM call started or finished (core/llm_calls.py): {"call_id", "state", ...}.
+    LLM_CALL = "llm_call"
     # Control frame: the subscriber fell behind and was re-synced from the log.
     RESUME = "resume"
 
@@ -112,6 +114,8 @@ def append_event(
     session.add(row)
     session.info["agentdeck_next_seq"] = next_seq + 1
     session.info[EVENTS_WRITTEN] = True
+    counts = session.info.setdefault(EVENT_TYPE_COUNTS, {})  # for metrics, after commit
+    counts[type.value] = counts.get(type.value, 0) + 1
     return row
 
 

@@ -41,6 +41,7 @@ from core.runtime.observe import (
     RecordingEnvironment,
     Tallies,
     install_stream_hook,
+    trace_run,
 )
 from core.runtime.roles import (
     HISTORY_MESSAGES,
@@ -312,6 +313,7 @@ async def execute_run(
     bindings = [binding_for(services, m.agent_id) for m in run.members if m.agent_id is not None]
     recorder = RuntimeRecorder(services, run.workspace_id, choice, run_id)
     CURRENT_RECORDER.set(recorder)
+    run_trace = trace_run(recorder)  # metrics and OpenTelemetry: run in progress, run/round spans
     try:
         sandbox: Sandbox | None = None
         if code_execution:
@@ -350,6 +352,7 @@ async def execute_run(
                 )
                 break
             services.runs.record_round(run_id, round_no)
+            run_trace.round(round_no)
             try:
                 await env.run()
             except BaseExceptionGroup as group:
@@ -374,6 +377,7 @@ async def execute_run(
         services.runs.finish(run_id, "failed", stop_reason="error", error=error)
     finally:
         _release(recorder, bindings)
+        run_trace.end()
 
 
 def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
