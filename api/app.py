@@ -16,7 +16,20 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 
-from api import agents, analytics, context, events, health, llm_profiles, messages, runs, workspaces, ws
+from api import (
+    agents,
+    analytics,
+    context,
+    events,
+    health,
+    llm_calls,
+    llm_profiles,
+    messages,
+    metrics,
+    runs,
+    workspaces,
+    ws,
+)
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit, RateLimit, parse_rate_limit
 from core.config import Settings
@@ -33,6 +46,8 @@ ROUTERS: list[APIRouter] = [
     events.router,
     llm_profiles.router,
     analytics.router,
+    llm_calls.router,
+    metrics.router,
 ]
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -51,6 +66,8 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     if rate_limit is not None:
         app.add_middleware(RateLimit, limit=rate_limit)
     app.add_middleware(BodySizeLimit, max_body=settings.max_body)
+    # Outermost: every request is measured, refused ones (413, 429) included.
+    app.add_middleware(metrics.HttpMetrics)
 
 
 async def api_not_found(request: Request) -> JSONResponse:

@@ -204,3 +204,19 @@ REGISTRY.register(STATE)
 def render(registry: CollectorRegistry = REGISTRY) -> bytes:
     """The Prometheus text exposition of every metric of this process."""
     return generate_latest(registry)
+
+
+def database_state(db: Any, delivered_seq: int | None = None) -> dict[str, Any]:
+    """Runs by status and the event log's head, read from the database (two index scans)."""
+    import sqlalchemy as sa
+    from sqlmodel import col, select
+
+    from storage.models import Event, Run
+
+    with db.read() as session:
+        rows = session.exec(select(Run.status, sa.func.count()).group_by(col(Run.status))).all()
+        head = session.exec(select(sa.func.max(Event.seq))).one() or 0
+    state: dict[str, Any] = {"runs_by_status": {status: int(n) for status, n in rows}, "head_seq": int(head)}
+    if delivered_seq is not None:
+        state["delivered_seq"] = delivered_seq
+    return state
