@@ -385,6 +385,7 @@ class AgentLlmCalls:
         with self.list:
             row = ui.card().classes("w-full px-4 py-2 rounded-lg shadow-sm cursor-pointer gap-1")
         row.props["data-call-id"] = str(call.id)
+        row.mark(f"llm-call-{call.id}")
         row.on("click", lambda _=None, ident=call.id: self.inspector.open(ident))
         with row:
             self._fill(call)
