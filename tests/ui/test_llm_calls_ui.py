@@ -68,3 +68,27 @@ async def test_the_llm_calls_tab_lists_calls_live_and_the_inspector_shows_prompt
     response = user.find(marker="llm-call-response").elements.pop()
     assert "<strong>Behind</strong>" in response.content  # type: ignore[attr-defined]
     assert "<script>" not in response.content  # type: ignore[attr-defined]
+
+
+async def test_the_analytics_page_charts_llm_latency_per_model_and_error_rate_per_profile(user: User) -> None:
+    services = get_services()
+    ws = services.workspaces.create(WorkspaceCreate(slug="alpha", name="Alpha"))
+    agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="scout"))
+    for i, outcome in enumerate(("ok", "ok", "ok", "error")):
+        call = services.llm_calls.start(
+            ws.id, [{"role": "user", "content": "q"}], agent_id=agent.id, model="m<b>x</b>", profile="main"
+        )
+        services.llm_calls.finish(call, outcome, latency_ms=100.0 * (i + 1))
+
+    await user.open("/analytics")
+
+    def figure(name: str) -> dict:
+        [plot] = user.find(marker=f"chart-{name}").elements
+        return plot.figure  # type: ignore[attr-defined]
+
+    await eventually(lambda: bool(figure("llm-latency")["data"]), timeout=10)
+    latency = figure("llm-latency")["data"]
+    assert [t["name"] for t in latency] == ["m&lt;b&gt;x&lt;/b&gt; p50", "m&lt;b&gt;x&lt;/b&gt; p95"]
+    assert latency[0]["y"] == [200.0] and latency[1]["y"] == [400.0]
+    errors = figure("llm-errors")["data"][0]
+    assert errors["x"] == ["main"] and errors["y"] == [0.25] and errors["text"] == ["1 of 4"]
