@@ -157,8 +157,12 @@ class LlmCallService:
         model: str = "",
         stream: bool = False,
         started_at: datetime | None = None,
+        activity: dict[str, Any] | None = None,
     ) -> uuid.UUID:
-        """Store a call that has just been sent (outcome `running`); returns its id."""
+        """Store a call that has just been sent (outcome `running`); returns its id.
+
+        With `activity`, the agent's `agent_activity` event (payload `activity`) is appended in the
+        same transaction: the runtime's "calling the LLM" costs no write of its own when recording."""
         request, truncated_from = cap_messages(messages, self.max_chars)
         started_at = started_at or utcnow()
         row = LlmCall(
@@ -178,6 +182,10 @@ class LlmCallService:
         )
         with self.db.write() as session:
             session.add(row)
+            if activity is not None:
+                append_event(
+                    session, EventType.AGENT_ACTIVITY, workspace_id, activity, agent_id=agent_id, run_id=run_id
+                )
             append_event(
                 session,
                 EventType.LLM_CALL,

@@ -149,9 +149,11 @@ def _watched(original: Callable[..., Awaitable[Any]], name: str, llm: BaseLLM) -
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         agent, recorder = CURRENT_AGENT.get(), CURRENT_RECORDER.get()
-        if agent is not None and recorder is not None:
+        recording = agent is not None and _llm_calls(recorder) is not None
+        if agent is not None and recorder is not None and not recording:
             recorder.on_activity(agent, "calling_llm", {"stream": stream})
         messages = kwargs.get("messages", args[0] if args else [])
+        # When recording, the "calling the LLM" activity event is written with the call's row.
         trace = _begin_call(llm, agent, recorder, messages if isinstance(messages, list) else [], stream)
         token = CURRENT_CALL.set(trace)
         try:
@@ -227,6 +229,7 @@ def _begin_call(
                 profile=str(getattr(getattr(recorder, "choice", None), "label", "")),
                 model=model,
                 stream=stream,
+                activity={"activity": "calling_llm", "agent_name": agent.name, "stream": stream},
             )
         except Exception:  # recording must never break the call it records
             log.exception("could not record the start of an LLM call")
