@@ -98,7 +98,7 @@ def _chat(d: Deployment, secret: str, ws: uuid.UUID, name: str, text: str) -> uu
             items = c.get(f"/api/agents/{agent_id}/messages").json()["items"]
             return bool(items) and items[0]["role"] == "assistant"
 
-        wait_until(answered, 60, "the agent's answer")
+        wait_until(answered, 240, "the agent's answer (the first one waits for the MetaGPT import)")
         wait_until(lambda: c.get(f"/api/agents/{agent_id}").json()["status"] == "active", 30, "agent active again")
     return uuid.UUID(agent_id)
 
