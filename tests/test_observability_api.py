@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
 
 from core.config import Settings
 from core.llm_profiles import LlmProfileCreate
@@ -198,6 +199,19 @@ def test_metrics_parse_and_move_by_the_right_amounts_after_a_chat(deployment: De
     assert moved("agentdeck_db_write_transaction_seconds_count", outcome="commit") >= 6
     assert ("agentdeck_event_bus_lag", ()) in after
     assert _value(after, "agentdeck_runs_in_progress") == 0
+
+
+def test_open_websocket_streams_are_counted(deployment: Deployment) -> None:
+    d = deployment
+    ws, secret = d.workspace()
+    url = d.app.base_url.replace("http://", "ws://") + f"/ws/agents/stream?workspace_id={ws}&token={secret}"
+    with d.client() as anonymous:
+        before = _value(_scrape(anonymous), "agentdeck_websocket_connections")
+        with connect(url):
+            wait_until(
+                lambda: _value(_scrape(anonymous), "agentdeck_websocket_connections") == before + 1, 30, "one more"
+            )
+        wait_until(lambda: _value(_scrape(anonymous), "agentdeck_websocket_connections") == before, 30, "closed")
 
 
 def test_metrics_on_a_non_loopback_bind_need_the_metrics_token(tmp_path_factory: pytest.TempPathFactory) -> None:
