@@ -26,6 +26,7 @@ from core.analytics import (
     Summary,
     TimeSeries,
 )
+from core.llm_analytics import LlmFigures
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=AUTH_ERRORS)
 
@@ -97,3 +98,10 @@ def failures(
     """What failed and when: the latest transitions into `error` (with the reason) and failed runs
     (with the error), newest first."""
     return services.analytics.failures(query, limit=limit)
+
+
+@router.get("/llm", response_model=LlmFigures, responses=errors(404))
+def llm(query: Filters, services: ServicesDep) -> LlmFigures:
+    """LLM calls: latency p50/p95 (nearest rank, milliseconds) per model per bucket, and per LLM
+    profile the finished calls, the failed ones and the error rate."""
+    return services.analytics.llm(query)

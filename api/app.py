@@ -22,8 +22,10 @@ from api import (
     context,
     events,
     health,
+    llm_calls,
     llm_profiles,
     messages,
+    metrics,
     run_inputs,
     runs,
     workspaces,
@@ -46,6 +48,8 @@ ROUTERS: list[APIRouter] = [
     events.router,
     llm_profiles.router,
     analytics.router,
+    llm_calls.router,
+    metrics.router,
 ]
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -64,6 +68,8 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     if rate_limit is not None:
         app.add_middleware(RateLimit, limit=rate_limit)
     app.add_middleware(BodySizeLimit, max_body=settings.max_body)
+    # Outermost: every request is measured, refused ones (413, 429) included.
+    app.add_middleware(metrics.HttpMetrics)
 
 
 async def api_not_found(request: Request) -> JSONResponse:

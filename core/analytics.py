@@ -35,7 +35,8 @@ from sqlmodel import Session, col
 
 from core.db import Database
 from core.errors import InvalidInput, NotFound
-from storage.models import AgentInstance, AgentMessage, AgentStatusChange, Project, Run, RunMember
+from core.llm_analytics import LlmFigures, llm_figures
+from storage.models import AgentInstance, AgentMessage, AgentStatusChange, LlmCall, Project, Run, RunMember
 from storage.types import UtcDateTime, utcnow
 
 Bucket = Literal["hour", "day"]
@@ -138,6 +139,7 @@ class Dashboard(BaseModel):
     errors: TimeSeries
     runs: list[RunFigures]
     failures: list[Failure]
+    llm: LlmFigures | None = None
 
 
 def _aware(value: datetime) -> datetime:
@@ -295,7 +297,36 @@ class AnalyticsService:
                 errors=series(self._errors_over_time(session, query, since, until, bucket)),
                 runs=self._runs(session, query, since, until),
                 failures=self._failures(session, query, since, until, FAILURES_LISTED),
+                llm=self._llm(session, query, since, until, bucket),
             )
+
+    def llm(self, query: AnalyticsQuery) -> LlmFigures:
+        """LLM latency p50/p95 per model per bucket, and calls/errors/error rate per LLM profile."""
+        since, until, bucket = resolve_range(query.since, query.until)
+        with self.db.read() as session:
+            self._check_filters(session, query)
+            return self._llm(session, query, since, until, bucket)
+
+    def _llm(
+        self, session: Session, query: AnalyticsQuery, since: datetime, until: datetime, bucket: Bucket
+    ) -> LlmFigures:
+
+        where = [
+            LlmCall.workspace_id == query.workspace_id,
+            col(LlmCall.created_at) >= since,
+            col(LlmCall.created_at) < until,
+            *self._agent_scope(col(LlmCall.agent_id), query),
+        ]
+        dialect = self.db.dialect
+        return llm_figures(
+            session,
+            where,
+            lambda c: _bucket_expr(dialect, c, bucket),
+            lambda v: _bucket_label(v, bucket),
+            since,
+            until,
+            bucket,
+        )
 
     # -- the aggregates --------------------------------------------------------------------
     def _message_buckets(

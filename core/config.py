@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     max_message_chars: int = 100_000
     # Persisted events older than this many days are deleted; 0 keeps them forever.
     event_retention_days: int = 30
+    # Every LLM call's prompt and response are stored (core/llm_calls.py); each capped at this
+    # many characters (longer ones are truncated and marked).
+    record_llm_calls: bool = True
+    llm_call_max_chars: int = 200_000
+    # Bearer token that opens GET /metrics on a non-loopback bind (loopback binds need none).
+    metrics_token: str | None = None
     # Seconds one LLM request may wait for its answer (per read; the client retries twice).
     llm_timeout: int = 120
     # Seconds a team run may take in all before it is stopped as failed.

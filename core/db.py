@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from core import metrics
 from storage.db import make_engine, read_session, write_session
 
 EVENTS_WRITTEN = "agentdeck_events_written"
+# {event type: rows appended} of a write transaction, counted in metrics once it commits.
+EVENT_TYPE_COUNTS = "agentdeck_event_type_counts"
 
 
 class Database:
@@ -40,9 +44,17 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with write_session(self.engine) as session:
-            yield session
-            wrote_events = bool(session.info.get(EVENTS_WRITTEN))
+        started, committed = time.perf_counter(), False
+        try:
+            with write_session(self.engine) as session:
+                yield session
+                wrote_events = bool(session.info.get(EVENTS_WRITTEN))
+                counts = session.info.get(EVENT_TYPE_COUNTS)
+            committed = True
+        finally:
+            metrics.db_write(time.perf_counter() - started, committed)
+        if counts:
+            metrics.events_written(counts)
         if wrote_events:
             for listener in list(self._after_commit):
                 listener()

@@ -35,6 +35,8 @@ class EventType(StrEnum):
     RUN_INPUT_REQUESTED = "run_input_requested"
     RUN_INPUT_ANSWERED = "run_input_answered"
     LLM_TOKEN = "llm_token"
+    # An LLM call started or finished (core/llm_calls.py).
+    LLM_CALL = "llm_call"
     # Control frame: the subscriber fell behind and was re-synced from the log.
     RESUME = "resume"
 
@@ -135,6 +137,21 @@ class RunInputChanged(Payload):
     run_status: str | None
 
 
+class LlmCall(Payload):
+    call_id: uuid.UUID
+    state: Literal["started", "finished"]
+    agent_name: str
+    round: int | None
+    action: str
+    model: str
+    started_at: str | None = None  # state started
+    outcome: str | None = None  # state finished: ok, error, cancelled, ...
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+
+
 class LlmToken(Payload):
     text: str
     agent_name: str
@@ -159,6 +176,7 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.RUN_INPUT_REQUESTED: RunInputChanged,
     EventType.RUN_INPUT_ANSWERED: RunInputChanged,
     EventType.LLM_TOKEN: LlmToken,
+    EventType.LLM_CALL: LlmCall,
     EventType.RESUME: Resume,
 }
 

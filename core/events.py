@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from core.db import EVENTS_WRITTEN, Database
+from core.db import EVENT_TYPE_COUNTS, EVENTS_WRITTEN, Database
 from core.event_schema import EventType, validate_payload
 from storage.models import Event
 from storage.types import utcnow
@@ -96,6 +96,8 @@ def append_event(
     session.add(row)
     session.info["agentdeck_next_seq"] = next_seq + 1
     session.info[EVENTS_WRITTEN] = True
+    counts = session.info.setdefault(EVENT_TYPE_COUNTS, {})  # for metrics, after commit
+    counts[type.value] = counts.get(type.value, 0) + 1
     return row
 
 

@@ -15,6 +15,7 @@ from core.config import Settings
 from core.context import ContextService
 from core.db import Database
 from core.events import EventBus, purge_events_older_than
+from core.llm_calls import LlmCallService
 from core.llm_profiles import LlmProfileService
 from core.messages import MessageService
 from core.run_inputs import RunInputService
@@ -43,6 +44,7 @@ class Services:
     tokens: TokenService
     llm_profiles: LlmProfileService
     analytics: AnalyticsService
+    llm_calls: LlmCallService
     runtime: Runtime = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +80,8 @@ class Services:
         while True:
             try:
                 deleted = await asyncio.to_thread(purge_events_older_than, self.db, self.settings.event_retention_days)
+                # Recorded LLM calls follow the event retention setting.
+                await asyncio.to_thread(self.llm_calls.purge_older_than, self.settings.event_retention_days)
                 if deleted:
                     log.info(
                         "event retention: deleted %d events older than %d days",
@@ -104,6 +108,7 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         tokens=TokenService(db),
         llm_profiles=LlmProfileService(db, SecretBox(settings)),
         analytics=AnalyticsService(db),
+        llm_calls=LlmCallService(db, settings.llm_call_max_chars, settings.record_llm_calls),
     )
 
 

@@ -393,3 +393,53 @@ class LlmProfile(SQLModel, table=True):
     is_default: bool = Field(default=False)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
+
+
+class LlmCall(SQLModel, table=True):
+    """One LLM request made for a chat answer or a team run: what was sent, what came back, what it
+    took (core/llm_calls.py). Agent and run are plain ids, like events', so the record of a call
+    outlives the agent; retention follows the event retention setting."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (
+        # An agent's calls, newest first: keyset on (created_at, id).
+        sa.Index("ix_llm_calls_agent_created", "agent_id", "created_at", "id"),
+        # A run's calls (timeline and list): keyset on (created_at, id).
+        sa.Index("ix_llm_calls_run_created", "run_id", "created_at", "id"),
+        # Analytics: latency per model and error rate per profile over a range, covering.
+        sa.Index("ix_llm_calls_analytics", "workspace_id", "created_at", "model", "profile", "outcome", "latency_ms"),
+        # Retention sweep.
+        sa.Index("ix_llm_calls_created_at", "created_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    agent_id: uuid.UUID | None = Field(default=None)
+    agent_name: str = Field(default="", max_length=200)
+    run_id: uuid.UUID | None = Field(default=None)
+    round: int | None = Field(default=None)
+    # The MetaGPT action the call was made for (its cause), e.g. "WritePRD" or "Respond".
+    action: str = Field(default="", max_length=300)
+    # The LLM profile's label ("demo model" for the offline model) and the model name sent.
+    profile: str = Field(default="", max_length=300)
+    model: str = Field(default="", max_length=200)
+    stream: bool = Field(default=False)
+    # The messages as sent (role/content objects), size-capped; never any header or key.
+    request: list[dict[str, Any]] = _json(list)
+    response: str = Field(default="", sa_type=sa.Text)
+    # Characters before truncation, when the request or the response was cut to the size cap.
+    request_truncated_from: int | None = Field(default=None)
+    response_truncated_from: int | None = Field(default=None)
+    prompt_tokens: int = Field(default=0)
+    completion_tokens: int = Field(default=0)
+    cost: float = Field(default=0.0)
+    # "running" until it ends; then "ok", "error" or "cancelled".
+    outcome: str = Field(default="running", max_length=16)
+    error: str = Field(default="", sa_type=sa.Text)
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    latency_ms: float | None = Field(default=None)
+    # Time to the first streamed chunk (streaming calls only).
+    ttft_ms: float | None = Field(default=None)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()

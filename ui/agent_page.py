@@ -25,6 +25,7 @@ from ui import live
 from ui.agent_context import ContextPanel
 from ui.format import esc, full_time, json_error_text, markup, pretty_json, when
 from ui.inputs import InputPanel
+from ui.llm_calls import AgentLlmCalls
 from ui.state import current_workspace
 from ui.theme import frame
 from ui.thread import MessageThread
@@ -40,6 +41,7 @@ TABS = {
     "context": ("Context", "data_object"),
     "status": ("Status", "timeline"),
     "config": ("Config", "tune"),
+    "llm-calls": ("LLM calls", "receipt_long"),
 }
 
 TRANSITION_LABELS = {
@@ -112,6 +114,7 @@ class AgentView:
         self.context = ContextPanel(agent.id, scope)
         self.status = StatusPanel(self)
         self.config = ConfigPanel(self)
+        self.llm_calls = AgentLlmCalls(agent.id, scope)
 
     def build(self, tab: str) -> None:
         self._build_header()
@@ -129,6 +132,8 @@ class AgentView:
                 self.status.build()
             with ui.tab_panel("config").classes("px-0"):
                 self.config.build()
+            with ui.tab_panel("llm-calls").classes("px-0 gap-2"):
+                self.llm_calls.build()
 
     async def load(self) -> None:
         await self.inputs.start()
@@ -137,6 +142,7 @@ class AgentView:
         await self.status.load_history()
         await self.config.load_schema()
         await self._show_model()
+        await self.llm_calls.load()
 
     # -- header ----------------------------------------------------------------------------
     def _build_header(self) -> None:
@@ -222,6 +228,8 @@ class AgentView:
             self.deleted_banner.set_visibility(True)
         elif event.type == "agent_context_updated":
             await self.context.refresh()
+        elif event.type == "llm_call":
+            await self.llm_calls.handle(event)
         elif event.type in {"agent_message", "llm_token", "agent_activity"}:
             await self.thread.handle(event)
         elif event.type == "resume":

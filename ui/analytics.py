@@ -41,6 +41,7 @@ from ui.analytics_charts import (
     short,
     stuck_score,
 )
+from ui.analytics_llm import LLM_CHARTS
 from ui.format import full_time, when
 from ui.theme import frame, page_dark_mode
 
@@ -68,6 +69,7 @@ WATCHED = frozenset(
         EventType.AGENT_UPDATED,
         EventType.RUN_STARTED,
         EventType.RUN_FINISHED,
+        EventType.LLM_CALL,  # the LLM latency and error-rate charts
         EventType.RUN_ROUND,
         EventType.RESUME,
     }
@@ -231,7 +233,7 @@ class AnalyticsPage:
                     self.failures = (
                         ui.column().classes("w-full gap-1 max-h-[320px] overflow-auto").mark("failures-list")
                     )
-                for spec in CHARTS[2:]:
+                for spec in (*CHARTS[2:], *LLM_CHARTS):
                     self.charts.append(Chart(self, spec))
         self.content.set_visibility(False)
 

@@ -35,6 +35,8 @@ PUBLIC_PREFIXES = (
     "/_nicegui_ws",
     "/api",
     "/ws",
+    # Prometheus scrapes with its own bearer token (api/metrics.py), never a dashboard session.
+    "/metrics",
     "/login",
     "/logout",
     "/favicon.ico",

@@ -34,6 +34,7 @@ from core.status import RunStatus
 from ui import live
 from ui.format import esc, full_time, markup, when
 from ui.inputs import InputPanel
+from ui.llm_calls import RunTimeline
 from ui.runs import (
     ACTOR,
     CARD,
@@ -311,6 +312,8 @@ class RunView:
                 card = MemberCard(member, agents.get(member.agent_id) if member.agent_id else None)
                 if member.agent_id is not None:
                     self.members[member.agent_id] = card
+        self.timeline = RunTimeline(self.run.id, self.scope)
+        self.timeline.build()
         self._build_transcript()
         # Requests to people wait where the transcript stops (ui/inputs.py).
         self.inputs = InputPanel(self.scope, run_id=self.run.id)
@@ -415,6 +418,7 @@ class RunView:
         )
         if round_events:
             self._show_round(round_events[-1].data)
+        await self.timeline.load()
         await self.load_more_messages()
         await self.refresh_files()
 
@@ -603,7 +607,10 @@ class RunView:
                 for member in self.members.values():
                     member.end_stream()
                 await self.refresh_files()
+        elif event.type == EventType.LLM_CALL:
+            await self.timeline.handle(event)
         elif event.type == EventType.RESUME:
+            await self.timeline.load()
             await self._refresh()
             await self.load_more_messages()
 

@@ -42,8 +42,10 @@ from core.runtime.observe import (
     LlmCallFailed,
     RecordingCostManager,
     RecordingEnvironment,
+    RunTrace,
     Tallies,
     install_stream_hook,
+    trace_run,
 )
 from core.runtime.roles import (
     HISTORY_MESSAGES,
@@ -390,6 +392,7 @@ class TeamSession:
         self._lock = threading.Lock()
         self.team: Team | None = None
         self.gate: PersonGate | None = None
+        self.trace: RunTrace | None = None
         self.bindings: list[AgentBinding] = []
         self.recorder = RuntimeRecorder(services, uuid.UUID(int=0), choice, run_id)
 
@@ -432,6 +435,8 @@ class TeamSession:
         run = self.services.runs.get(self.run_id)
         self.bindings = [binding_for(self.services, m.agent_id) for m in run.members if m.agent_id is not None]
         self.recorder.workspace_id = run.workspace_id
+        if self.trace is None:  # metrics and OpenTelemetry: run in progress, run/round spans
+            self.trace = trace_run(self.recorder)
         sandbox: Sandbox | None = None
         if run.code_execution:
             sandbox = await asyncio.to_thread(Sandbox.create, self.run_dir / "venv", self.sandbox_timeout)
@@ -525,10 +530,10 @@ class TeamSession:
             )
         self.services.runs.record_round(self.run_id, round_no)
         self.recorder.round_no = round_no
-        # Requests to people are keyed by round: a replayed round finds its answers again.
-        assert self.gate is not None
+        # Requests to people are keyed by round (CURRENT_ROUND): a replayed round finds its answers.
         CURRENT_GATE.set(self.gate)
-        self.gate.round_no = round_no
+        assert self.trace is not None
+        self.trace.round(round_no)
         async with asyncio.timeout(remaining):
             try:
                 await team.env.run()
@@ -553,8 +558,12 @@ class TeamSession:
         self.recorder.flush_usage()
         self.services.runs.finish(self.run_id, status, stop_reason=stop_reason, error=error)
         _release(self.recorder, self.bindings)
+        if self.trace is not None:
+            self.trace.end()
 
     def close(self) -> None:
+        if self.trace is not None:
+            self.trace.end()
         if self.loop.is_closed():
             return
         try:

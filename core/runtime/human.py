@@ -35,7 +35,7 @@ from metagpt.utils.cost_manager import CostManager
 
 from core.run_inputs import FEEDBACK_HEADING, InputRequest, RunInputPublic
 from core.runtime.demo_llm import demo_llm_config
-from core.runtime.observe import CURRENT_AGENT, AgentBinding
+from core.runtime.observe import CURRENT_ACTION, CURRENT_AGENT, CURRENT_ROUND, AgentBinding
 
 POLL_SECONDS = 0.25
 NO_ANSWER = "no answer"
@@ -51,7 +51,6 @@ class NoAnswer(BaseException):
 
 
 CURRENT_GATE: contextvars.ContextVar[PersonGate | None] = contextvars.ContextVar("agentdeck_gate", default=None)
-CURRENT_ACTION: contextvars.ContextVar[str] = contextvars.ContextVar("agentdeck_action", default="")
 FEEDBACK: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentdeck_feedback", default=None)
 
 Rejected = Callable[[AgentBinding, Message, RunInputPublic], None]
@@ -78,16 +77,15 @@ class PersonGate:
         self.timeout_seconds = timeout_seconds
         self.approvers = approvers
         self.on_rejected = on_rejected
-        self.round_no = 0
         self._asked: dict[tuple[int, uuid.UUID, str], int] = {}
 
     def needs_approval(self, agent: AgentBinding) -> bool:
         return agent.agent_id in self.approvers
 
-    def _key(self, agent: AgentBinding, kind: str) -> str:
-        slot = (self.round_no, agent.agent_id, kind)
+    def _key(self, round_no: int, agent: AgentBinding, kind: str) -> str:
+        slot = (round_no, agent.agent_id, kind)
         n = self._asked[slot] = self._asked.get(slot, 0) + 1
-        return f"{self.scope_key}:r{self.round_no}:{agent.agent_id}:{kind}:{n}"
+        return f"{self.scope_key}:r{round_no}:{agent.agent_id}:{kind}:{n}"
 
     async def ask(
         self,
@@ -98,6 +96,7 @@ class PersonGate:
         proposed: str = "",
     ) -> RunInputPublic:
         """The request's answer, once a person gave it. Raises NoAnswer past its deadline."""
+        round_no = CURRENT_ROUND.get() or 0
         request = await asyncio.to_thread(
             self.services.run_inputs.request,
             InputRequest(
@@ -105,9 +104,9 @@ class PersonGate:
                 run_id=self.run_id,
                 agent_id=agent.agent_id,
                 agent_name=agent.name,
-                key=self._key(agent, kind),
+                key=self._key(round_no, agent, kind),
                 kind=kind,  # type: ignore[arg-type]
-                round=self.round_no,
+                round=round_no,
                 action=CURRENT_ACTION.get(),
                 prompt=prompt or [],
                 proposed=proposed,

@@ -5,7 +5,7 @@ The runs status check gains 'waiting'. SQLite cannot alter a CHECK constraint: b
 rebuilds the table (runs has no FTS triggers, see 006).
 
 Revision ID: 014
-Revises: 009
+Revises: 012
 """
 
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 import storage.types
 
 revision: str = "014"
-down_revision: str | None = "009"
+down_revision: str | None = "012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -64,7 +64,7 @@ async def test_every_chart_renders_the_workspaces_data(user: User) -> None:
     history = history_of_the_last_day()
     await open_loaded(user)
     plots = user.find(ui.plotly).elements
-    assert len(plots) == len(CHARTS)
+    assert len(plots) == len(CHARTS) + 2  # + the LLM charts (tests/ui/test_llm_calls_ui.py)
     for name in CHARTS:
         assert traces(user, name), f"chart {name} is empty"
         assert "annotations" not in figure(user, name)["layout"], name
