@@ -240,3 +240,43 @@ def test_messages_waiting_for_an_answer_survive_a_restart_and_are_answered_in_or
     finally:
         again.runtime.shutdown()
         again.db.dispose()
+
+
+def test_a_fork_from_round_k_copies_rounds_up_to_k_and_calls_the_llm_only_after(
+    rt: Services, server: LlmServer
+) -> None:
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    parent = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
+    assert rt.runtime.wait_for_run(parent.id, WAIT)
+    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
+    server.clear_requests()
+
+    fork = rt.runtime.fork_run(parent.id, 2)
+    assert (fork.parent_run_id, fork.fork_round, fork.status) == (parent.id, 2, RunStatus.QUEUED)
+    assert rt.runtime.wait_for_run(fork.id, WAIT)
+    done = rt.runs.get(fork.id)
+    assert done.status == RunStatus.COMPLETED, done.error
+    assert _transcript(rt, fork.id) == TRANSCRIPT
+    # Rounds 1..2 are the parent's, word for word; only round 3 (the project manager's) asked the LLM.
+    parent_msgs = rt.messages.list_run(parent.id, limit=200).items
+    fork_msgs = rt.messages.list_run(fork.id, limit=200).items
+    assert [m.content for m in fork_msgs[:3]] == [m.content for m in parent_msgs[:3]]
+    assert server.chat_requests
+    prompts = [json.dumps(b["messages"][:1]) for b in server.chat_bodies]
+    assert not any("Product Manager" in p or "Architect" in p for p in prompts), prompts
+    assert done.attempts == 1 and done.resumed_at_round is None
+
+
+def test_a_fork_needs_a_completed_round(rt: Services, server: LlmServer) -> None:
+    from core.errors import InvalidInput, NotFound
+
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    run = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team[:1], idea="x", n_rounds=2))
+    assert rt.runtime.wait_for_run(run.id, WAIT)
+    with pytest.raises(InvalidInput):
+        rt.runtime.fork_run(run.id, 5)
+    with pytest.raises(NotFound):
+        rt.runtime.fork_run(uuid.uuid4(), 1)
+    assert [r.id for r in rt.runs.list(ws).items] == [run.id]

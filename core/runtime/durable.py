@@ -50,6 +50,7 @@ RUN_QUEUE = "agentdeck-runs"
 CHAT_QUEUE = "agentdeck-chat"
 RUN_WORKFLOW = "agentdeck.team_run"
 CHAT_WORKFLOW = "agentdeck.chat_answer"
+ROUND_STEP = "agentdeck.round"
 CHAT_CONCURRENCY = 4
 SWEEP_SECONDS = 10.0
 LOCK_NAMESPACE = 0x41474454  # "AGDT": advisory locks of AgentDeck executor ids
@@ -265,6 +266,26 @@ class DurableHost:
         assert self.run_queue is not None
         with SetWorkflowID(str(run_id)):
             self.run_queue.enqueue(team_run_workflow)
+
+    def fork_start_step(self, parent_id: uuid.UUID, round_no: int) -> int | None:
+        """The workflow step a fork from round `round_no` starts at (the one after that round's), or
+        None if the parent never completed that round."""
+        self.launch()
+        steps = DBOS.list_workflow_steps(str(parent_id), load_output=True)
+        rounds = [s for s in steps if s["function_name"] == ROUND_STEP and s["error"] is None]
+        if len(rounds) < round_no:
+            return None
+        done = rounds[round_no - 1]
+        output = done["output"]
+        if not (isinstance(output, tuple | list) and output and output[0] == "continue"):
+            return None
+        return int(done["function_id"]) + 1
+
+    def enqueue_fork(self, parent_id: uuid.UUID, fork_id: uuid.UUID, start_step: int) -> None:
+        """DBOS copies the parent's steps before `start_step` (its rounds 1..k, no LLM call) and
+        queues the rest under the fork's id."""
+        with SetWorkflowID(str(fork_id)):
+            DBOS.fork_workflow(str(parent_id), start_step, application_version=VERSION, queue_name=RUN_QUEUE)
 
     def cancel_run(self, run_id: uuid.UUID, reason: str) -> None:
         """Stop the run's round in progress here at once, and its workflow wherever it is."""
@@ -492,7 +513,7 @@ def _start_step(run_id: str) -> int:
     return _host().start(uuid.UUID(run_id))
 
 
-@DBOS.step(name="agentdeck.round")
+@DBOS.step(name=ROUND_STEP)
 def _round_step(run_id: str, round_no: int) -> tuple[str, str]:
     return _host().play_round(uuid.UUID(run_id), round_no)
 

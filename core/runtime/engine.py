@@ -174,6 +174,8 @@ class RuntimeRecorder:
                 self._published[key] = n + 1
                 message_id = uuid.uuid5(self.run_id, f"round/{self.round_no}/{agent.agent_id}/{n}")
         meta = {"llm": self.choice.label, "demo_model": self.choice.is_demo, **(metadata or {})}
+        if self.run_id is not None:
+            meta["round"] = self.round_no  # 0: the idea, published before round 1
         limit = self.services.messages.max_content_chars
         if len(content) > limit:
             # An LLM can write more than a message may hold; keep the start and say so.
@@ -432,6 +434,12 @@ class TeamSession:
             team.run_project(run.idea)
         else:
             checkpoint.restore(team, self.run_dir, from_round)
+            if run.fork_round == from_round and run.parent_run_id is not None and run.attempts <= 1:
+                parent = self.services.runs.get(run.parent_run_id)
+                if run.idea != parent.idea:
+                    # A fork with a new idea: the team hears it as the human's next requirement.
+                    self.recorder.round_no = from_round
+                    team.env.publish_message(Message(content=run.idea, cause_by=UserRequirement))
         self.team = team
         self.rounds_done = from_round
 
