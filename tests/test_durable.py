@@ -5,6 +5,7 @@ terminal status with a reason. MetaGPT talks real HTTP to the loopback server (t
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -280,3 +281,35 @@ def test_a_fork_needs_a_completed_round(rt: Services, server: LlmServer) -> None
     with pytest.raises(NotFound):
         rt.runtime.fork_run(uuid.uuid4(), 1)
     assert [r.id for r in rt.runs.list(ws).items] == [run.id]
+
+
+def test_worker_concurrency_is_respected_and_waiting_runs_show_their_queue_position(
+    settings: Settings, server: LlmServer
+) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    rt = _build(settings, max_runs=1)
+    try:
+        ws = _workspace(rt, server)
+        server.responder = lambda body: "An answer."
+        agents = []
+        for i in range(3):
+            agent = rt.agents.create(AgentCreate(workspace_id=ws, definition="assistant", name=f"helper-{i}"))
+            rt.agents.activate(agent.id)
+            agents.append(agent.id)
+        server.token_delay = 0.3  # each run takes a couple of seconds
+        runs = [
+            rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=[a], idea=f"question {i}", n_rounds=2))
+            for i, a in enumerate(agents)
+        ]
+        wait_until(lambda: rt.runs.get(runs[0].id).status == RunStatus.RUNNING, WAIT, "the first run to start")
+        positions = [rt.runtime.get_run(r.id).queue_position for r in runs[1:]]
+        assert positions == [0, 1]
+        running_at_once = 0
+        while any(rt.runs.get(r.id).status not in {"completed", "failed", "cancelled"} for r in runs):
+            running_at_once = max(running_at_once, sum(rt.runs.get(r.id).status == RunStatus.RUNNING for r in runs))
+            time.sleep(0.05)  # polling, not a barrier
+        assert running_at_once == 1
+        assert [rt.runs.get(r.id).status for r in runs] == [RunStatus.COMPLETED] * 3
+    finally:
+        rt.runtime.shutdown()
+        rt.db.dispose()

@@ -146,7 +146,10 @@ def test_two_processes_on_postgresql_share_runs_cancel_across_and_take_over_a_ki
     local: Services | None = None
     try:
         with LlmServer() as llm:
-            a = AppProcess(tmp_path / "a", database_url=database_url, env=env).start()
+            # One data dir shared by both (runs' checkpoints and files live there; in a deployment a
+            # shared volume), and an executor id each.
+            shared = tmp_path / "data"
+            a = AppProcess(shared, database_url=database_url, env={**env, "AGENTDECK_WORKER_ID": "a"}).start()
             apps.append(a)
             local = build_services(
                 Settings(data_dir=tmp_path / "local", database_url=database_url, secret_key=env["AGENTDECK_SECRET_KEY"])
@@ -177,7 +180,7 @@ def test_two_processes_on_postgresql_share_runs_cancel_across_and_take_over_a_ki
             with httpx.Client(base_url=a.base_url, headers=headers, timeout=10) as client:
                 run_id = uuid.UUID(client.post("/api/runs", json=body).json()["id"])
             wait_until(lambda: llm.chat_requests, WAIT, "A to call the LLM")
-            b = AppProcess(tmp_path / "b", database_url=database_url, env=env).start()
+            b = AppProcess(shared, database_url=database_url, env={**env, "AGENTDECK_WORKER_ID": "b"}).start()
             apps.append(b)
             run = local.runs.get(run_id)
             assert (run.status, run.attempts, run.resumed_at_round) == (RunStatus.RUNNING, 1, None)
@@ -198,7 +201,7 @@ def test_two_processes_on_postgresql_share_runs_cancel_across_and_take_over_a_ki
                 second = uuid.UUID(client.post("/api/runs", json=body).json()["id"])
             owner = wait_until(lambda: _executor_of(local, second), WAIT, "a process to execute the run")
             wait_until(lambda: local.runs.get(second).current_round >= 2, WAIT, "round 2")
-            victim = next(app for app in apps if owner.endswith(_digest(app.data_dir)))
+            victim = {"a": a, "b": b}[owner]
             assert victim.proc is not None
             victim.proc.kill()
             victim.proc.wait()
@@ -215,9 +218,3 @@ def test_two_processes_on_postgresql_share_runs_cancel_across_and_take_over_a_ki
         if local is not None:
             local.db.dispose()
         drop_pg_database(database_url)
-
-
-def _digest(data_dir: Path) -> str:
-    from core.runtime.durable import default_executor_id
-
-    return default_executor_id(data_dir).rsplit("-", 1)[1]

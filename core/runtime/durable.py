@@ -97,6 +97,8 @@ class DurableHost:
         self.settings = services.settings
         self.executor_id = self.settings.worker_id or default_executor_id(self.settings.data_dir)
         self.sessions: dict[uuid.UUID, TeamSession] = {}
+        # (checkpoint seconds, round seconds incl. the checkpoint) of every round played here (bench/).
+        self.round_stats: list[tuple[float, float]] = []
         # agent -> the answers this process is writing: (loop, task) to stop them at shutdown
         self.chat_tasks: dict[uuid.UUID, list[tuple[Any, Any]]] = {}
         self._lock = threading.Lock()
@@ -369,6 +371,7 @@ class DurableHost:
             with self._lock:
                 session = self.sessions.pop(run_id, None)
             if session is not None:
+                self.round_stats.extend(zip(session.checkpoint_seconds, session.round_seconds, strict=False))
                 session.close()
 
     def start(self, run_id: uuid.UUID) -> int:

@@ -464,7 +464,7 @@ class TeamSession:
             assert self.team is not None
             self.checkpoint_seconds.append(checkpoint.save(self.team, self.run_dir, round_no))
             self.rounds_done = round_no
-        self.round_seconds.append(time.perf_counter() - started)
+            self.round_seconds.append(time.perf_counter() - started)
         return outcome
 
     async def _play(self, round_no: int, remaining: float) -> RoundOutcome:
