@@ -367,6 +367,14 @@ class DurableHost:
             # Cancelled from another process: that process recorded it; free the members here.
             self._release_members(run_id, "run cancelled")
             raise
+        except Exception as exc:  # DBOS's own signals (ownership lost, cancel) are BaseExceptions: not here
+            # Anything else that escaped the steps: the run must not stay `running`.
+            from core.runtime.engine import describe_error
+
+            log.exception("run %s failed outside a round", run_id)
+            self.services.runs.finish(run_id, RunStatus.FAILED, stop_reason="error", error=describe_error(exc))
+            self._release_members(run_id, "run failed")
+            return "failed"
         finally:
             with self._lock:
                 session = self.sessions.pop(run_id, None)
