@@ -313,3 +313,34 @@ def test_worker_concurrency_is_respected_and_waiting_runs_show_their_queue_posit
     finally:
         rt.runtime.shutdown()
         rt.db.dispose()
+
+
+def test_a_run_left_running_without_any_workflow_is_interrupted_at_start_and_frees_its_agents(
+    rt: Services, server: LlmServer, settings: Settings
+) -> None:
+    import sqlalchemy as sa
+
+    from storage.models import Run
+
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    rt.runtime.shutdown()
+    # As an AgentDeck without durable runs left it: running, an agent busy, no workflow.
+    orphan = rt.runs.create(RunCreate(workspace_id=ws, agent_ids=team[:1], idea="x"))
+    rt.runs.mark_running(orphan.id, "demo model")
+    rt.agents.set_status(team[0], "busy", reason="working")
+    young = rt.runs.create(RunCreate(workspace_id=ws, agent_ids=team[1:2], idea="y"))  # being queued elsewhere
+    with rt.db.write() as session:
+        session.execute(
+            sa.update(Run).where(Run.id == orphan.id).values(created_at=orphan.created_at.replace(year=2020))
+        )
+    again = _build(settings)
+    try:
+        again.runtime.launch()
+        done = again.runs.get(orphan.id)
+        assert done.status == RunStatus.INTERRUPTED and "could not resume" in done.stop_reason
+        assert again.agents.get(team[0]).status == "active"
+        assert again.runs.get(young.id).status == RunStatus.QUEUED
+    finally:
+        again.runtime.shutdown()
+        again.db.dispose()

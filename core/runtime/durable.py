@@ -53,6 +53,7 @@ CHAT_WORKFLOW = "agentdeck.chat_answer"
 ROUND_STEP = "agentdeck.round"
 CHAT_CONCURRENCY = 4
 SWEEP_SECONDS = 10.0
+ORPHAN_AGE_SECONDS = 60
 LOCK_NAMESPACE = 0x41474454  # "AGDT": advisory locks of AgentDeck executor ids
 
 
@@ -227,6 +228,8 @@ class DurableHost:
                 raise
             self.launched, self.stopping = True, False
             _current = self
+            if settings.executor:
+                self._close_orphans()
             if self._liveness is not None and settings.executor:
                 self._sweeper = threading.Thread(target=self._sweep_loop, name="agentdeck-takeover", daemon=True)
                 self._sweeper.start()
@@ -261,6 +264,25 @@ class DurableHost:
             self.launched = False
             if _current is self:
                 _current = None
+
+    def _close_orphans(self) -> None:
+        """Runs left queued/running with no workflow at all (written by an AgentDeck without
+        durable runs, or created by a process that died before queueing them) cannot resume:
+        `interrupted`, with the reason, and their members are freed. Young runs are left alone
+        (another process may be queueing them right now)."""
+        from datetime import UTC, datetime, timedelta
+
+        cutoff = datetime.now(UTC) - timedelta(seconds=ORPHAN_AGE_SECONDS)
+        for run in self.services.runs.unfinished():
+            if run.created_at > cutoff:
+                continue
+            if DBOS.list_workflows(workflow_ids=[str(run.id)], load_input=False, load_output=False):
+                continue
+            log.warning("run %s has no workflow to resume; marked interrupted", run.id)
+            self.services.runs.finish(
+                run.id, RunStatus.INTERRUPTED, stop_reason="left unfinished by a process that could not resume it"
+            )
+            self._release_members(run.id, "run interrupted")
 
     # -- runs ------------------------------------------------------------------------------
     def enqueue_run(self, run_id: uuid.UUID) -> None:
