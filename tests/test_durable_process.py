@@ -218,3 +218,27 @@ def test_two_processes_on_postgresql_share_runs_cancel_across_and_take_over_a_ki
         if local is not None:
             local.db.dispose()
         drop_pg_database(database_url)
+
+
+def test_a_second_live_process_with_the_same_worker_id_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy as sa
+
+    from core.runtime.durable import LOCK_NAMESPACE
+    from main import main
+
+    database_url = create_pg_database("agentdeck_dup")
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as live:  # a live process holding worker id "dup"
+            args = {"ns": LOCK_NAMESPACE, "id": "dup"}
+            assert live.execute(sa.text("SELECT pg_try_advisory_lock(:ns, hashtext(:id))"), args).scalar()
+            code = main(
+                ["worker", "--worker-id", "dup", "--data-dir", str(tmp_path / "d"), "--database-url", database_url]
+            )
+            assert code == 2
+            assert "executor id 'dup' belongs to another live AgentDeck process" in capsys.readouterr().err
+    finally:
+        engine.dispose()
+        drop_pg_database(database_url)

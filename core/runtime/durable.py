@@ -136,6 +136,11 @@ class DurableHost:
             )
         self._liveness = conn
 
+    def check_executor_id_free(self) -> None:
+        """At startup, before serving: ExecutorIdInUse if a live process executes under our id."""
+        self._claim_executor_id()
+        self._release_executor_id()
+
     def _release_executor_id(self) -> None:
         conn, self._liveness = self._liveness, None
         if conn is not None:
