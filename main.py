@@ -189,6 +189,7 @@ def serve(settings: Settings) -> None:
     check_native(settings)
     services = prepare(settings)
     set_services(services)
+    check_executor_id(services)
     if settings.demo:
         from core.demo import seed_demo
 
@@ -228,6 +229,17 @@ def serve(settings: Settings) -> None:
     )
 
 
+def check_executor_id(services) -> None:  # type: ignore[no-untyped-def]
+    """Two live processes must not execute under one id (PostgreSQL; see core/runtime/durable.py)."""
+    from core.runtime.durable import ExecutorIdInUse
+
+    try:
+        services.runtime.durable.check_executor_id_free()
+    except ExecutorIdInUse as exc:
+        services.db.dispose()
+        raise StartupError(str(exc)) from exc
+
+
 def run_worker(settings: Settings) -> int:
     """`main.py worker`: executors only. Stops on SIGTERM/SIGINT; what it was executing resumes
     at its next start, or is taken over by another live process (PostgreSQL)."""
@@ -237,6 +249,7 @@ def run_worker(settings: Settings) -> int:
     services = prepare(settings)
     if not settings.executor:
         raise StartupError("`worker` executes runs; --no-executor makes no sense with it")
+    check_executor_id(services)
 
     async def work() -> None:
         stop = asyncio.Event()

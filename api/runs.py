@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field, StringConstraints
 
 from api.common import AUTH_ERRORS, Cursor, Limit, errors
 from api.deps import CurrentPrincipal, ServicesDep
@@ -20,6 +21,7 @@ from core.pagination import DEFAULT_LIMIT
 from core.runs import RunCreate, RunPublic
 from core.schemas import Page
 from core.status import RunStatus
+from core.validation import NoNul
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=AUTH_ERRORS)
 
@@ -54,6 +56,24 @@ def get_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDe
 def cancel_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
     """Stop an unfinished run; a finished one is 409."""
     return services.runtime.cancel_run(run_id, actor=principal.actor, scope=principal.workspace())
+
+
+class RunFork(BaseModel):
+    """Start a new run from this one's state after `round`; `idea` replaces the run's idea."""
+
+    round: int = Field(ge=1, le=100)
+    idea: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), NoNul] | None = None
+
+
+@router.post(
+    "/{run_id}/fork", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409, 422)
+)
+def fork_run(run_id: uuid.UUID, data: RunFork, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
+    """Re-run from round k: a new queued run (`parent_run_id`, `fork_round`) whose rounds 1..k are
+    copied from this one without any LLM call; it continues from round k+1."""
+    return services.runtime.fork_run(
+        run_id, data.round, idea=data.idea, actor=principal.actor, scope=principal.workspace()
+    )
 
 
 @router.get("/{run_id}/messages", response_model=Page[MessagePublic], responses=errors(404))

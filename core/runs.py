@@ -247,6 +247,13 @@ class RunService:
                 run_id=run.id,
             )
 
+    def skip_rounds(self, run_id: uuid.UUID, round_no: int) -> None:
+        """A fork's rounds 1..k were copied, not played: it announces rounds from k+1 on."""
+        with self.db.write() as session:
+            run = _run(session, run_id, None)
+            run.current_round = max(run.current_round, round_no)
+            session.add(run)
+
     def add_usage_in(
         self,
         session: Session,

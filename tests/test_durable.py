@@ -5,6 +5,7 @@ terminal status with a reason. MetaGPT talks real HTTP to the loopback server (t
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -237,6 +238,109 @@ def test_messages_waiting_for_an_answer_survive_a_restart_and_are_answered_in_or
             questions["third question"],
         ]
         assert again.agents.get(agent.id).status == "active"
+    finally:
+        again.runtime.shutdown()
+        again.db.dispose()
+
+
+def test_a_fork_from_round_k_copies_rounds_up_to_k_and_calls_the_llm_only_after(
+    rt: Services, server: LlmServer
+) -> None:
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    parent = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
+    assert rt.runtime.wait_for_run(parent.id, WAIT)
+    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
+    server.clear_requests()
+
+    fork = rt.runtime.fork_run(parent.id, 2)
+    assert (fork.parent_run_id, fork.fork_round, fork.status) == (parent.id, 2, RunStatus.QUEUED)
+    assert rt.runtime.wait_for_run(fork.id, WAIT)
+    done = rt.runs.get(fork.id)
+    assert done.status == RunStatus.COMPLETED, done.error
+    assert _transcript(rt, fork.id) == TRANSCRIPT
+    # Rounds 1..2 are the parent's, word for word; only round 3 (the project manager's) asked the LLM.
+    parent_msgs = rt.messages.list_run(parent.id, limit=200).items
+    fork_msgs = rt.messages.list_run(fork.id, limit=200).items
+    assert [m.content for m in fork_msgs[:3]] == [m.content for m in parent_msgs[:3]]
+    assert server.chat_requests
+    prompts = [json.dumps(b["messages"][:1]) for b in server.chat_bodies]
+    assert not any("Product Manager" in p or "Architect" in p for p in prompts), prompts
+    assert done.attempts == 1 and done.resumed_at_round is None
+
+
+def test_a_fork_needs_a_completed_round(rt: Services, server: LlmServer) -> None:
+    from core.errors import InvalidInput, NotFound
+
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    run = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team[:1], idea="x", n_rounds=2))
+    assert rt.runtime.wait_for_run(run.id, WAIT)
+    with pytest.raises(InvalidInput):
+        rt.runtime.fork_run(run.id, 5)
+    with pytest.raises(NotFound):
+        rt.runtime.fork_run(uuid.uuid4(), 1)
+    assert [r.id for r in rt.runs.list(ws).items] == [run.id]
+
+
+def test_worker_concurrency_is_respected_and_waiting_runs_show_their_queue_position(
+    settings: Settings, server: LlmServer
+) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    rt = _build(settings, max_runs=1)
+    try:
+        ws = _workspace(rt, server)
+        server.responder = lambda body: "An answer."
+        agents = []
+        for i in range(3):
+            agent = rt.agents.create(AgentCreate(workspace_id=ws, definition="assistant", name=f"helper-{i}"))
+            rt.agents.activate(agent.id)
+            agents.append(agent.id)
+        server.token_delay = 0.3  # each run takes a couple of seconds
+        runs = [
+            rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=[a], idea=f"question {i}", n_rounds=2))
+            for i, a in enumerate(agents)
+        ]
+        wait_until(lambda: rt.runs.get(runs[0].id).status == RunStatus.RUNNING, WAIT, "the first run to start")
+        positions = [rt.runtime.get_run(r.id).queue_position for r in runs[1:]]
+        assert positions == [0, 1]
+        running_at_once = 0
+        while any(rt.runs.get(r.id).status not in {"completed", "failed", "cancelled"} for r in runs):
+            running_at_once = max(running_at_once, sum(rt.runs.get(r.id).status == RunStatus.RUNNING for r in runs))
+            time.sleep(0.05)  # polling, not a barrier
+        assert running_at_once == 1
+        assert [rt.runs.get(r.id).status for r in runs] == [RunStatus.COMPLETED] * 3
+    finally:
+        rt.runtime.shutdown()
+        rt.db.dispose()
+
+
+def test_a_run_left_running_without_any_workflow_is_interrupted_at_start_and_frees_its_agents(
+    rt: Services, server: LlmServer, settings: Settings
+) -> None:
+    import sqlalchemy as sa
+
+    from storage.models import Run
+
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    rt.runtime.shutdown()
+    # As an AgentDeck without durable runs left it: running, an agent busy, no workflow.
+    orphan = rt.runs.create(RunCreate(workspace_id=ws, agent_ids=team[:1], idea="x"))
+    rt.runs.mark_running(orphan.id, "demo model")
+    rt.agents.set_status(team[0], "busy", reason="working")
+    young = rt.runs.create(RunCreate(workspace_id=ws, agent_ids=team[1:2], idea="y"))  # being queued elsewhere
+    with rt.db.write() as session:
+        session.execute(
+            sa.update(Run).where(Run.id == orphan.id).values(created_at=orphan.created_at.replace(year=2020))
+        )
+    again = _build(settings)
+    try:
+        again.runtime.launch()
+        done = again.runs.get(orphan.id)
+        assert done.status == RunStatus.INTERRUPTED and "could not resume" in done.stop_reason
+        assert again.agents.get(team[0]).status == "active"
+        assert again.runs.get(young.id).status == RunStatus.QUEUED
     finally:
         again.runtime.shutdown()
         again.db.dispose()

@@ -119,3 +119,126 @@ def test_sigkill_mid_run_then_restart_completes_the_run_without_paying_finished_
         finally:
             app.stop()
             local.db.dispose()
+
+
+def _executor_of(services: Services, run_id: uuid.UUID) -> str | None:
+    import sqlalchemy as sa
+
+    with services.db.engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = :id AND status = 'PENDING'"),
+            {"id": str(run_id)},
+        ).scalar()
+
+
+def test_two_processes_on_postgresql_share_runs_cancel_across_and_take_over_a_killed_one(tmp_path: Path) -> None:
+    """Always on PostgreSQL (several processes need it): B starting leaves A's run alone; B cancels
+    A's run at once with no LLM request afterwards; SIGKILL of the executing process → the other
+    one completes the run within 60 s; nobody is left busy."""
+    database_url = create_pg_database("agentdeck_two")
+    env = {
+        "AGENTDECK_RATE_LIMIT": "off",
+        "AGENTDECK_LLM_TIMEOUT": "10",
+        # Both processes must read the profile's API key.
+        "AGENTDECK_SECRET_KEY": "k4s8R9b1o0n7Xr2mJ0oJm7Qm5qgqvJx3q0m8Hq1cQmM=",
+    }
+    apps: list[AppProcess] = []
+    local: Services | None = None
+    try:
+        with LlmServer() as llm:
+            # One data dir shared by both (runs' checkpoints and files live there; in a deployment a
+            # shared volume), and an executor id each.
+            shared = tmp_path / "data"
+            a = AppProcess(shared, database_url=database_url, env={**env, "AGENTDECK_WORKER_ID": "a"}).start()
+            apps.append(a)
+            local = build_services(
+                Settings(data_dir=tmp_path / "local", database_url=database_url, secret_key=env["AGENTDECK_SECRET_KEY"])
+            )
+            ws = local.workspaces.create(WorkspaceCreate(slug="two"))
+            local.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
+            local.llm_profiles.create(
+                ws.id,
+                LlmProfileCreate(
+                    name="loopback", api_type="openai", model="gpt-4o-mini", base_url=llm.base_url, api_key="sk-test"
+                ),
+            )
+            team = []
+            for definition, name in [("product-manager", "Alice"), ("architect", "Bob"), ("project-manager", "Carol")]:
+                agent = local.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
+                local.agents.activate(agent.id)
+                team.append(agent.id)
+            headers = {"Authorization": f"Bearer {TokenService(local.db).create(ws.id, 'two')[1]}"}
+            body = {
+                "workspace_id": str(ws.id),
+                "agent_ids": [str(t) for t in team],
+                "idea": "a todo app",
+                "n_rounds": 6,
+            }
+
+            # A executes a slow run; B starts meanwhile and leaves it alone.
+            llm.token_delay = 0.1
+            with httpx.Client(base_url=a.base_url, headers=headers, timeout=10) as client:
+                run_id = uuid.UUID(client.post("/api/runs", json=body).json()["id"])
+            wait_until(lambda: llm.chat_requests, WAIT, "A to call the LLM")
+            b = AppProcess(shared, database_url=database_url, env={**env, "AGENTDECK_WORKER_ID": "b"}).start()
+            apps.append(b)
+            run = local.runs.get(run_id)
+            assert (run.status, run.attempts, run.resumed_at_round) == (RunStatus.RUNNING, 1, None)
+
+            # B cancels it: A stops at once, and no LLM request follows.
+            with httpx.Client(base_url=b.base_url, headers=headers, timeout=10) as client:
+                cancelled = client.post(f"/api/runs/{run_id}/cancel")
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["status"] == "cancelled"
+            at_cancel = len(llm.chat_requests)
+            wait_until(lambda: all(local.agents.get(t).status == "active" for t in team), 30, "A to release the team")
+            wait_until(lambda: _executor_of(local, run_id) is None, 30, "A's workflow to stop")
+            assert len(llm.chat_requests) == at_cancel
+
+            # A run executed by one of them survives a SIGKILL of that one: the other takes it over.
+            llm.token_delay = 0.05
+            with httpx.Client(base_url=b.base_url, headers=headers, timeout=10) as client:
+                second = uuid.UUID(client.post("/api/runs", json=body).json()["id"])
+            owner = wait_until(lambda: _executor_of(local, second), WAIT, "a process to execute the run")
+            wait_until(lambda: local.runs.get(second).current_round >= 2, WAIT, "round 2")
+            victim = {"a": a, "b": b}[owner]
+            assert victim.proc is not None
+            victim.proc.kill()
+            victim.proc.wait()
+            wait_until(lambda: local.runs.get(second).status != RunStatus.RUNNING, 60 + WAIT, "the takeover")
+            done = local.runs.get(second)
+            assert done.status == RunStatus.COMPLETED, done.error
+            assert done.attempts == 2 and done.resumed_at_round is not None
+            assert _transcript(local, second)[:1] == [("user", "UserRequirement")]
+            assert len(_transcript(local, second)) == len(set(_transcript(local, second)))
+            assert all(local.agents.get(t).status == "active" for t in team)
+    finally:
+        for app in apps:
+            app.stop()
+        if local is not None:
+            local.db.dispose()
+        drop_pg_database(database_url)
+
+
+def test_a_second_live_process_with_the_same_worker_id_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlalchemy as sa
+
+    from core.runtime.durable import LOCK_NAMESPACE
+    from main import main
+
+    database_url = create_pg_database("agentdeck_dup")
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as live:  # a live process holding worker id "dup"
+            args = {"ns": LOCK_NAMESPACE, "id": "dup"}
+            assert live.execute(sa.text("SELECT pg_try_advisory_lock(:ns, hashtext(:id))"), args).scalar()
+            code = main(
+                ["worker", "--worker-id", "dup", "--data-dir", str(tmp_path / "d"), "--database-url", database_url]
+            )
+            assert code == 2
+            assert "executor id 'dup' belongs to another live AgentDeck process" in capsys.readouterr().err
+    finally:
+        engine.dispose()
+        drop_pg_database(database_url)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -162,7 +163,7 @@ def message_header(m: MessagePublic) -> str:
     return f'<div class="flex flex-wrap items-center gap-x-2 gap-y-1">{"".join(parts)}</div>'
 
 
-def render_message(m: MessagePublic) -> ui.element:
+def render_message(m: MessagePublic, on_rerun: Callable[[int], Any] | None = None) -> ui.element:
     style = (
         "bg-indigo-50/60 dark:bg-indigo-500/10 border-indigo-100 dark:border-indigo-900"
         if m.role == "user"
@@ -176,6 +177,14 @@ def render_message(m: MessagePublic) -> ui.element:
         .mark(marker) as element
     ):
         markup(message_header(m))
+        round_no = m.metadata.get("round")
+        if on_rerun is not None and m.role != "user" and isinstance(round_no, int) and round_no >= 1:
+            # A fork of the run from this round's end (POST /api/runs/{id}/fork): rounds 1..k copied.
+            ui.button(
+                f"Re-run from here (after round {round_no})",
+                icon="call_split",
+                on_click=lambda _=None, k=round_no: on_rerun(k),
+            ).props("flat dense no-caps size=sm").classes("self-start").mark(f"run-rerun run-rerun-{round_no}")
         body, summary = prepare_content(m.content)
         if len(body) > LONG_CHARS or body.count("\n") > LONG_LINES:
             expansion = (
@@ -451,7 +460,7 @@ class RunView:
         if message.id in self.shown_messages:
             return
         self.shown_messages.add(message.id)
-        render_message(message)
+        render_message(message, on_rerun=self.rerun_from if self.run.status in FINISHED else None)
 
     def _transcript_chrome(self) -> None:
         more = self.transcript_cursor is not None
@@ -542,8 +551,10 @@ class RunView:
         self.stop_reason.set_text(reason)
         self.stop_reason.set_visibility(bool(reason))
         resumed = ""
+        if run.parent_run_id is not None and run.fork_round is not None:
+            resumed = f"Re-run of run {str(run.parent_run_id)[:8]} from the end of its round {run.fork_round}. "
         if run.resumed_at_round is not None:
-            resumed = f"Resumed after restart at round {run.resumed_at_round} (attempt {run.attempts})."
+            resumed += f"Resumed after restart at round {run.resumed_at_round} (attempt {run.attempts})."
         self.resumed.set_text(resumed)
         self.resumed.set_visibility(bool(resumed))
         self.error.set_text(run.error)
@@ -658,6 +669,18 @@ class RunView:
         with self.client:
             self.apply(fresh)
             await self.refresh_files()
+
+    async def rerun_from(self, round_no: int) -> None:
+        """Start a fork of this run after `round_no` and open it."""
+        try:
+            fork = await run.io_bound(
+                get_services().runtime.fork_run, self.run.id, round_no, actor=ACTOR, scope=self.scope
+            )
+        except DomainError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        ui.notify(f"Re-running from round {round_no}", type="positive")
+        ui.navigate.to(f"/runs/{fork.id}")
 
     async def cancel(self) -> None:
         self.cancel_dialog.close()

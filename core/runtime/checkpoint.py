@@ -29,8 +29,9 @@ from metagpt.team import Team
 from metagpt.utils.cost_manager import CostManager
 from pydantic import TypeAdapter
 
-CHECKPOINTS = "checkpoints"
-EXTRA_FILE = "agentdeck.json"
+from core.runtime.checkpoint_files import EXTRA_FILE, checkpoint_dir, checkpoint_exists, copy_checkpoint
+
+__all__ = ["checkpoint_dir", "checkpoint_exists", "copy_checkpoint", "has_checkpoint", "restore", "save"]
 # Fields of the roles' own classes (Engineer.n_summarize, QaEngineer.test_round, ...) are restored
 # generically; the ones below are rebuilt by construction and must stay as built.
 _ROLE_FIELDS_KEPT = {
@@ -53,13 +54,8 @@ _ROLE_FIELDS_KEPT = {
 }
 
 
-def checkpoint_dir(run_dir: Path, round_no: int) -> Path:
-    return run_dir / CHECKPOINTS / f"round-{round_no:03d}"
-
-
 def has_checkpoint(run_dir: Path, round_no: int) -> bool:
-    folder = checkpoint_dir(run_dir, round_no)
-    return (folder / "team.json").is_file() and (folder / EXTRA_FILE).is_file()
+    return checkpoint_exists(run_dir, round_no)
 
 
 def save(team: Team, run_dir: Path, round_no: int) -> float:
@@ -84,13 +80,6 @@ def save(team: Team, run_dir: Path, round_no: int) -> float:
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return time.perf_counter() - started
-
-
-def copy_checkpoint(source_run_dir: Path, target_run_dir: Path, round_no: int) -> None:
-    """A fork starts from its parent's checkpoint of `round_no`."""
-    target = checkpoint_dir(target_run_dir, round_no)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(checkpoint_dir(source_run_dir, round_no), target, dirs_exist_ok=True)
 
 
 def restore(team: Team, run_dir: Path, round_no: int) -> None:

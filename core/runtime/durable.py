@@ -50,8 +50,10 @@ RUN_QUEUE = "agentdeck-runs"
 CHAT_QUEUE = "agentdeck-chat"
 RUN_WORKFLOW = "agentdeck.team_run"
 CHAT_WORKFLOW = "agentdeck.chat_answer"
+ROUND_STEP = "agentdeck.round"
 CHAT_CONCURRENCY = 4
 SWEEP_SECONDS = 10.0
+ORPHAN_AGE_SECONDS = 60
 LOCK_NAMESPACE = 0x41474454  # "AGDT": advisory locks of AgentDeck executor ids
 
 
@@ -96,6 +98,8 @@ class DurableHost:
         self.settings = services.settings
         self.executor_id = self.settings.worker_id or default_executor_id(self.settings.data_dir)
         self.sessions: dict[uuid.UUID, TeamSession] = {}
+        # (checkpoint seconds, round seconds incl. the checkpoint) of every round played here (bench/).
+        self.round_stats: list[tuple[float, float]] = []
         # agent -> the answers this process is writing: (loop, task) to stop them at shutdown
         self.chat_tasks: dict[uuid.UUID, list[tuple[Any, Any]]] = {}
         self._lock = threading.Lock()
@@ -131,6 +135,11 @@ class DurableHost:
                 "give each process its own with --worker-id (AGENTDECK_WORKER_ID)"
             )
         self._liveness = conn
+
+    def check_executor_id_free(self) -> None:
+        """At startup, before serving: ExecutorIdInUse if a live process executes under our id."""
+        self._claim_executor_id()
+        self._release_executor_id()
 
     def _release_executor_id(self) -> None:
         conn, self._liveness = self._liveness, None
@@ -224,6 +233,8 @@ class DurableHost:
                 raise
             self.launched, self.stopping = True, False
             _current = self
+            if settings.executor:
+                self._close_orphans()
             if self._liveness is not None and settings.executor:
                 self._sweeper = threading.Thread(target=self._sweep_loop, name="agentdeck-takeover", daemon=True)
                 self._sweeper.start()
@@ -259,12 +270,51 @@ class DurableHost:
             if _current is self:
                 _current = None
 
+    def _close_orphans(self) -> None:
+        """Runs left queued/running with no workflow at all (written by an AgentDeck without
+        durable runs, or created by a process that died before queueing them) cannot resume:
+        `interrupted`, with the reason, and their members are freed. Young runs are left alone
+        (another process may be queueing them right now)."""
+        from datetime import UTC, datetime, timedelta
+
+        cutoff = datetime.now(UTC) - timedelta(seconds=ORPHAN_AGE_SECONDS)
+        for run in self.services.runs.unfinished():
+            if run.created_at > cutoff:
+                continue
+            if DBOS.list_workflows(workflow_ids=[str(run.id)], load_input=False, load_output=False):
+                continue
+            log.warning("run %s has no workflow to resume; marked interrupted", run.id)
+            self.services.runs.finish(
+                run.id, RunStatus.INTERRUPTED, stop_reason="left unfinished by a process that could not resume it"
+            )
+            self._release_members(run.id, "run interrupted")
+
     # -- runs ------------------------------------------------------------------------------
     def enqueue_run(self, run_id: uuid.UUID) -> None:
         self.launch()
         assert self.run_queue is not None
         with SetWorkflowID(str(run_id)):
             self.run_queue.enqueue(team_run_workflow)
+
+    def fork_start_step(self, parent_id: uuid.UUID, round_no: int) -> int | None:
+        """The workflow step a fork from round `round_no` starts at (the one after that round's), or
+        None if the parent never completed that round."""
+        self.launch()
+        steps = DBOS.list_workflow_steps(str(parent_id), load_output=True)
+        rounds = [s for s in steps if s["function_name"] == ROUND_STEP and s["error"] is None]
+        if len(rounds) < round_no:
+            return None
+        done = rounds[round_no - 1]
+        output = done["output"]
+        if not (isinstance(output, tuple | list) and output and output[0] == "continue"):
+            return None
+        return int(done["function_id"]) + 1
+
+    def enqueue_fork(self, parent_id: uuid.UUID, fork_id: uuid.UUID, start_step: int) -> None:
+        """DBOS copies the parent's steps before `start_step` (its rounds 1..k, no LLM call) and
+        queues the rest under the fork's id."""
+        with SetWorkflowID(str(fork_id)):
+            DBOS.fork_workflow(str(parent_id), start_step, application_version=VERSION, queue_name=RUN_QUEUE)
 
     def cancel_run(self, run_id: uuid.UUID, reason: str) -> None:
         """Stop the run's round in progress here at once, and its workflow wherever it is."""
@@ -344,10 +394,19 @@ class DurableHost:
             # Cancelled from another process: that process recorded it; free the members here.
             self._release_members(run_id, "run cancelled")
             raise
+        except Exception as exc:  # DBOS's own signals (ownership lost, cancel) are BaseExceptions: not here
+            # Anything else that escaped the steps: the run must not stay `running`.
+            from core.runtime.engine import describe_error
+
+            log.exception("run %s failed outside a round", run_id)
+            self.services.runs.finish(run_id, RunStatus.FAILED, stop_reason="error", error=describe_error(exc))
+            self._release_members(run_id, "run failed")
+            return "failed"
         finally:
             with self._lock:
                 session = self.sessions.pop(run_id, None)
             if session is not None:
+                self.round_stats.extend(zip(session.checkpoint_seconds, session.round_seconds, strict=False))
                 session.close()
 
     def start(self, run_id: uuid.UUID) -> int:
@@ -492,7 +551,7 @@ def _start_step(run_id: str) -> int:
     return _host().start(uuid.UUID(run_id))
 
 
-@DBOS.step(name="agentdeck.round")
+@DBOS.step(name=ROUND_STEP)
 def _round_step(run_id: str, round_no: int) -> tuple[str, str]:
     return _host().play_round(uuid.UUID(run_id), round_no)
 

@@ -189,6 +189,8 @@ class RuntimeRecorder:
                 self._published[key] = n + 1
                 message_id = uuid.uuid5(self.run_id, f"round/{self.round_no}/{agent.agent_id}/{n}")
         meta = {"llm": self.choice.label, "demo_model": self.choice.is_demo, **(metadata or {})}
+        if self.run_id is not None:
+            meta["round"] = self.round_no  # 0: the idea, published before round 1
         limit = self.services.messages.max_content_chars
         if len(content) > limit:
             # An LLM can write more than a message may hold; keep the start and say so.
@@ -480,6 +482,12 @@ class TeamSession:
             team.run_project(run.idea)
         else:
             checkpoint.restore(team, self.run_dir, from_round)
+            if run.fork_round == from_round and run.parent_run_id is not None and run.attempts <= 1:
+                parent = self.services.runs.get(run.parent_run_id)
+                if run.idea != parent.idea:
+                    # A fork with a new idea: the team hears it as the human's next requirement.
+                    self.recorder.round_no = from_round
+                    team.env.publish_message(Message(content=run.idea, cause_by=UserRequirement))
         self.team = team
         self.rounds_done = from_round
 
@@ -508,7 +516,7 @@ class TeamSession:
             assert self.team is not None
             self.checkpoint_seconds.append(checkpoint.save(self.team, self.run_dir, round_no))
             self.rounds_done = round_no
-        self.round_seconds.append(time.perf_counter() - started)
+            self.round_seconds.append(time.perf_counter() - started)
         return outcome
 
     async def _play(self, round_no: int, remaining: float) -> RoundOutcome:

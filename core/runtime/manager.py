@@ -24,8 +24,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import Conflict
+from core.errors import Conflict, InvalidInput
 from core.runs import FINISHED, RunCreate, RunPublic
+from core.runtime.checkpoint_files import checkpoint_exists, copy_checkpoint
 from core.runtime.durable import DurableHost
 from core.runtime.files import MAX_FILE_BYTES, MAX_FILES_LISTED, RunFiles
 from core.runtime.llm import ConnectionTest, LlmAccess
@@ -132,6 +133,75 @@ class Runtime:
         self._kill_sandbox(run_id)
         self.durable.wait_for_run(run_id, timeout=5)
         return self.services.runs.get(run_id)
+
+    def fork_run(
+        self,
+        run_id: uuid.UUID,
+        round_no: int,
+        idea: str | None = None,
+        actor: str = "user",
+        scope: uuid.UUID | None = None,
+    ) -> RunPublic:
+        """A new run from `run_id`'s state after round `round_no`: its rounds 1..k are copied (their
+        messages too), not played again; it continues from round k+1, on `idea` if given."""
+        parent = self.services.runs.get(run_id, scope=scope)
+        if round_no < 1 or not checkpoint_exists(self.run_dir(run_id), round_no):
+            raise InvalidInput(f"round {round_no} of this run has no saved state to start from", round=round_no)
+        start_step = self.durable.fork_start_step(run_id, round_no)
+        if start_step is None:
+            raise InvalidInput(f"round {round_no} of this run did not complete", round=round_no)
+        data = RunCreate(
+            workspace_id=parent.workspace_id,
+            agent_ids=[m.agent_id for m in parent.members if m.agent_id is not None],
+            idea=idea if idea is not None else parent.idea,
+            n_rounds=parent.n_rounds,
+            investment=parent.investment,
+            project_id=parent.project_id,
+        )
+        fork = self.services.runs.create(data, actor=actor, scope=scope, parent_run_id=run_id, fork_round=round_no)
+        try:
+            copy_checkpoint(self.run_dir(run_id), self.run_dir(fork.id), round_no)
+            self._copy_rounds(run_id, fork.id, round_no)
+            self.durable.enqueue_fork(run_id, fork.id, start_step)
+        except Exception as exc:
+            log.exception("fork %s of run %s could not be queued", fork.id, run_id)
+            return self.services.runs.finish(
+                fork.id, RunStatus.FAILED, stop_reason="error", error=f"could not be queued: {exc}"
+            )
+        return fork
+
+    def _copy_rounds(self, parent_id: uuid.UUID, fork_id: uuid.UUID, round_no: int) -> None:
+        """The parent's messages of rounds 0..k, into the fork (ids derived from the originals, so
+        a retried fork copies nothing twice; no usage: the fork did not pay for them)."""
+        messages = self.services.messages
+        cursor: str | None = None
+        while True:
+            page = messages.list_run(parent_id, limit=200, cursor=cursor)
+            with self.services.db.write() as session:
+                for m in page.items:
+                    copied_round = m.metadata.get("round")
+                    if not isinstance(copied_round, int) or copied_round > round_no or m.agent_id is None:
+                        continue
+                    copy_id = uuid.uuid5(fork_id, str(m.id))
+                    if messages.exists_in(session, copy_id):
+                        continue
+                    messages.append_in(
+                        session,
+                        m.agent_id,
+                        m.content,
+                        sender=m.sender,
+                        role=m.role,
+                        metadata={**m.metadata, "copied_from": str(m.id)},
+                        run_id=fork_id,
+                        cause_by=m.cause_by,
+                        send_to=m.send_to,
+                        actor="runtime",
+                        message_id=copy_id,
+                    )
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        self.services.runs.skip_rounds(fork_id, round_no)
 
     def _kill_sandbox(self, run_id: uuid.UUID) -> None:
         venv = self.run_dir(run_id) / "venv"

@@ -1,0 +1,63 @@
+"""The run page's durable-run bits: where a run resumed after a restart, and "Re-run from here"
+(a fork of the run after one of its rounds)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from nicegui.testing import User
+
+from core.runs import RunCreate
+from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
+from core.services import get_services
+from core.status import RunStatus
+from tests.ui.test_runs import SLOW, elements, text
+from tests.waiting import eventually
+
+
+async def test_the_run_page_says_where_a_run_resumed_after_a_restart(user: User) -> None:
+    services = get_services()
+    ws = services.workspaces.create(WorkspaceCreate(slug="resumed"))
+    alice = services.agents.create(AgentCreate(workspace_id=ws.id, definition="product-manager", name="Alice"))
+    run = services.runs.create(RunCreate(workspace_id=ws.id, agent_ids=[alice.id], idea="an idea"))
+    services.runs.mark_running(run.id, "demo model")
+    services.runs.mark_running(run.id, "demo model", resumed_at_round=3)  # a second process's attempt
+
+    await user.open(f"/runs/{run.id}")
+    await user.should_see("Resumed after restart at round 3 (attempt 2).")
+    assert text(user, "run-resumed") == "Resumed after restart at round 3 (attempt 2)."
+
+
+async def test_re_run_from_here_forks_the_run_after_that_round(user: User) -> None:
+    services = get_services()
+    ws = services.workspaces.create(WorkspaceCreate(slug="fork"))
+    services.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
+    agents = []
+    for definition, name in [("product-manager", "Alice"), ("architect", "Bob")]:
+        agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
+        services.agents.activate(agent.id)
+        agents.append(agent.id)
+    parent = await asyncio.to_thread(
+        services.runtime.start_run, RunCreate(workspace_id=ws.id, agent_ids=agents, idea="a CLI todo app", n_rounds=4)
+    )
+    assert await asyncio.to_thread(services.runtime.wait_for_run, parent.id, SLOW)
+    assert services.runs.get(parent.id).status == RunStatus.COMPLETED
+
+    await user.open(f"/runs/{parent.id}")
+    await eventually(lambda: bool(elements(user, "run-rerun-1")), timeout=10)
+    user.find(marker="run-rerun-1").click()
+    fork_id: list[uuid.UUID] = []
+
+    def forked() -> bool:
+        children = [r for r in services.runs.list(ws.id).items if r.parent_run_id == parent.id]
+        fork_id[:] = [c.id for c in children]
+        return len(children) == 1
+
+    await eventually(forked, timeout=10)
+    assert await asyncio.to_thread(services.runtime.wait_for_run, fork_id[0], SLOW)
+    fork = services.runs.get(fork_id[0])
+    assert (fork.status, fork.fork_round) == (RunStatus.COMPLETED, 1)
+    copied = [m for m in services.messages.list_run(fork.id).items if "copied_from" in m.metadata]
+    assert [m.cause_by for m in copied] == ["UserRequirement", "WritePRD"]
+    await user.should_see("from the end of its round 1")
