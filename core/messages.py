@@ -23,6 +23,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlalchemy.sql.elements import UnaryExpression
@@ -91,6 +92,12 @@ class MessagePublic(BaseModel):
         )
 
 
+# The columns of a MessagePublic, named as its fields (the table's `metadata` column is `meta` on
+# the ORM class only because SQLAlchemy reserves that attribute name).
+_MESSAGES: sa.Table = AgentMessage.__table__  # type: ignore[attr-defined]
+_PUBLIC_COLUMNS = [_MESSAGES.c[name] for name in MessagePublic.model_fields]
+
+
 def thread_cursor(seq: int) -> str:
     """The cursor of a thread position: `after=thread_cursor(0)` walks from the first message,
     `after=thread_cursor(m.seq)` resumes after a message already shown (e.g. from an event)."""
@@ -121,10 +128,45 @@ class MessageService:
         scope: uuid.UUID | None = None,
     ) -> MessagePublic:
         """Append a message to the agent's thread in its own write transaction."""
+        return self.append_with_status(
+            agent_id,
+            content,
+            sender=sender,
+            role=role,
+            metadata=metadata,
+            run_id=run_id,
+            cause_by=cause_by,
+            send_to=send_to,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+            actor=actor,
+            scope=scope,
+        )[0]
+
+    def append_with_status(
+        self,
+        agent_id: uuid.UUID,
+        content: str,
+        *,
+        sender: str = "user",
+        role: str = "user",
+        metadata: Any = None,
+        run_id: uuid.UUID | None = None,
+        cause_by: str = "",
+        send_to: Any = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost: float = 0.0,
+        actor: str = "user",
+        scope: uuid.UUID | None = None,
+    ) -> tuple[MessagePublic, str]:
+        """`append`, and the agent's status as the same transaction saw it (the runtime decides
+        whether the agent answers without reading the agent again)."""
         fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
         with self.db.write() as session:
             agent = get_agent_row(session, agent_id, scope)
-            return _insert(session, agent, fields, run_id, actor)
+            return _insert(session, agent, fields, run_id, actor), agent.status
 
     def append_in(
         self,
@@ -214,21 +256,49 @@ class MessageService:
         """One page of the agent's thread: newest first (pass `next_cursor` back as `before` for
         older messages), or with `after` oldest first from that point (pass `next_cursor` back
         as `after`). A range scan of the unique (agent_id, seq) index at any depth."""
+        items, next_cursor = self._thread_page(agent_id, scope, limit, before, after)
+        # The rows come from our own table, already typed: no second validation.
+        return Page[MessagePublic](
+            items=[MessagePublic.model_construct(**item) for item in items], next_cursor=next_cursor
+        )
+
+    def list_json(
+        self,
+        agent_id: uuid.UUID,
+        scope: uuid.UUID | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> bytes:
+        """`list`, already encoded as the JSON of a Page[MessagePublic] (the API's answer): the
+        rows go straight to pydantic's JSON encoder, without building a model per message."""
+        items, next_cursor = self._thread_page(agent_id, scope, limit, before, after)
+        return pydantic_core.to_json({"items": items, "next_cursor": next_cursor})
+
+    def _thread_page(
+        self,
+        agent_id: uuid.UUID,
+        scope: uuid.UUID | None,
+        limit: int | None,
+        before: str | None,
+        after: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
         if before is not None and after is not None:
             raise InvalidInput("give either 'before' or 'after', not both")
         limit = clamp_limit(limit)
-        stmt = select(AgentMessage).where(AgentMessage.agent_id == agent_id)
+        seq = _MESSAGES.c.seq
+        stmt = sa.select(*_PUBLIC_COLUMNS).where(_MESSAGES.c.agent_id == agent_id)
         if after is not None:
-            stmt = stmt.where(col(AgentMessage.seq) > _seq_cursor(after)).order_by(col(AgentMessage.seq))
+            stmt = stmt.where(seq > _seq_cursor(after)).order_by(seq)
         else:
             if before is not None:
-                stmt = stmt.where(col(AgentMessage.seq) < _seq_cursor(before))
-            stmt = stmt.order_by(col(AgentMessage.seq).desc())
+                stmt = stmt.where(seq < _seq_cursor(before))
+            stmt = stmt.order_by(seq.desc())
         with self.db.read() as session:
             get_agent_row(session, agent_id, scope)
-            rows = list(session.exec(stmt.limit(limit + 1)))
-        next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-        return Page[MessagePublic](items=[MessagePublic.from_row(r) for r in rows[:limit]], next_cursor=next_cursor)
+            rows = [dict(row) for row in session.connection().execute(stmt.limit(limit + 1)).mappings()]
+        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else None
+        return rows[:limit], next_cursor
 
     def list_run(
         self,
