@@ -98,26 +98,48 @@ def append_event(
         raise ValueError("llm_token events are pushed with EventBus.publish_ephemeral, never stored")
     next_seq = session.info.get("agentdeck_next_seq")
     if next_seq is None:
-        current = session.exec(select(sa.func.max(Event.seq))).one()
+        current = session.connection().execute(_LOG_HEAD).scalar()
         next_seq = (current or 0) + 1
         if session.get_bind().dialect.name == "postgresql":
             # Delivered at commit only, so other processes never read ahead of the commit.
             # The payload names the committing Database: its own bus got the events handed over.
             token = str(session.info.get(WRITER_TOKEN, ""))
             session.exec(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, token)))  # type: ignore[call-overload]
-    row = Event(
-        seq=next_seq,
-        type=type.value,
-        workspace_id=workspace_id,
-        agent_id=agent_id,
-        run_id=run_id,
-        payload=data,
-    )
-    session.add(row)
+    now = utcnow()
+    values = {
+        "id": uuid.uuid4(),
+        "seq": next_seq,
+        "type": type.value,
+        "workspace_id": workspace_id,
+        "agent_id": agent_id,
+        "run_id": run_id,
+        "payload": data,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # A prepared INSERT rather than the unit of work (this runs for every change); what the
+    # caller added to the session goes in first, as a flush would have ordered it.
+    session.flush()
+    session.connection().execute(_INSERT_EVENT, values)
     session.info["agentdeck_next_seq"] = next_seq + 1
     session.info[EVENTS_WRITTEN] = True
-    session.info.setdefault(EVENT_ROWS, []).append(row)
-    return row
+    session.info.setdefault(EVENT_ROWS, []).append(
+        EventOut.model_construct(
+            seq=next_seq,
+            type=values["type"],
+            workspace_id=workspace_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            ts=now,
+            data=data,
+        )
+    )
+    return Event(**values)
+
+
+_EVENTS: sa.Table = Event.__table__  # type: ignore[attr-defined]
+_LOG_HEAD = sa.select(sa.func.max(_EVENTS.c.seq))
+_INSERT_EVENT = _EVENTS.insert()
 
 
 @dataclass(frozen=True)
@@ -319,14 +341,14 @@ class EventBus:
             return
         loop.call_soon_threadsafe(self._wake_to_read)
 
-    def _committed(self, rows: list[Event]) -> None:
+    def _committed(self, events: list[EventOut]) -> None:
         """After a commit of this process (any thread): hand its events to the pump."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         # RuntimeError: the loop closed meanwhile; a restarted pump reads the log.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._hand, [EventOut.from_row(row) for row in rows])
+            loop.call_soon_threadsafe(self._hand, list(events))
 
     def _hand(self, events: list[EventOut]) -> None:
         for event in events:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -95,7 +96,10 @@ class MessagePublic(BaseModel):
 # The columns of a MessagePublic, named as its fields (the table's `metadata` column is `meta` on
 # the ORM class only because SQLAlchemy reserves that attribute name).
 _MESSAGES: sa.Table = AgentMessage.__table__  # type: ignore[attr-defined]
-_PUBLIC_COLUMNS = [_MESSAGES.c[name] for name in MessagePublic.model_fields]
+# `id` first, then the fields after workspace_id and agent_id (which every row of a page shares).
+_ROW_NAMES = [name for name in MessagePublic.model_fields if name not in ("workspace_id", "agent_id")]
+assert _ROW_NAMES[0] == "id" and list(MessagePublic.model_fields)[1:3] == ["workspace_id", "agent_id"]
+_ROW_COLUMNS = [_MESSAGES.c[name] for name in _ROW_NAMES]
 
 
 def thread_cursor(seq: int) -> str:
@@ -165,7 +169,7 @@ class MessageService:
         whether the agent answers without reading the agent again)."""
         fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
         with self.db.write() as session:
-            agent = get_agent_row(session, agent_id, scope)
+            agent = _agent_key(session, agent_id, scope)
             return _insert(session, agent, fields, run_id, actor), agent.status
 
     def append_in(
@@ -287,7 +291,7 @@ class MessageService:
             raise InvalidInput("give either 'before' or 'after', not both")
         limit = clamp_limit(limit)
         seq = _MESSAGES.c.seq
-        stmt = sa.select(*_PUBLIC_COLUMNS).where(_MESSAGES.c.agent_id == agent_id)
+        stmt = sa.select(*_ROW_COLUMNS).where(_MESSAGES.c.agent_id == agent_id)
         if after is not None:
             stmt = stmt.where(seq > _seq_cursor(after)).order_by(seq)
         else:
@@ -295,10 +299,17 @@ class MessageService:
                 stmt = stmt.where(seq < _seq_cursor(before))
             stmt = stmt.order_by(seq.desc())
         with self.db.read() as session:
-            get_agent_row(session, agent_id, scope)
-            rows = [dict(row) for row in session.connection().execute(stmt.limit(limit + 1)).mappings()]
-        next_cursor = encode_cursor(rows[limit - 1]["seq"]) if len(rows) > limit else None
-        return rows[:limit], next_cursor
+            agent = _agent_key(session, agent_id, scope)
+            rows = session.connection().execute(stmt.limit(limit + 1)).all()
+        # The agent and workspace are the page's, not read (and converted) again for every row.
+        # (Keys in the model's field order: the JSON is the same, byte for byte.)
+        ws, ag, rest = agent.workspace_id, agent.id, _ROW_NAMES[1:]
+        items = [
+            {"id": row[0], "workspace_id": ws, "agent_id": ag, **dict(zip(rest, row[1:], strict=True))}
+            for row in rows[:limit]
+        ]
+        next_cursor = encode_cursor(items[-1]["seq"]) if len(rows) > limit else None
+        return items, next_cursor
 
     def list_run(
         self,
@@ -349,27 +360,44 @@ class MessageService:
 
 # -- writing helpers -------------------------------------------------------------------------
 def _insert(
-    session: Session, agent: AgentInstance, fields: dict[str, Any], run_id: uuid.UUID | None, actor: str
+    session: Session,
+    agent: AgentInstance | _AgentKey,
+    fields: dict[str, Any],
+    run_id: uuid.UUID | None,
+    actor: str,
 ) -> MessagePublic:
+    # Prepared statements and plain rows, not ORM objects: this runs for every message an agent
+    # or a client writes, and the unit of work cost more than the SQL.
     if run_id is not None:
         run = session.get(Run, run_id)
         if run is None or run.workspace_id != agent.workspace_id:
             raise NotFound("run", run_id)
-    # Safe as max+1: writers are serialized database-wide (storage/db.py).
-    current = session.exec(select(func.max(AgentMessage.seq)).where(AgentMessage.agent_id == agent.id)).one()
+    # Safe as max+1: writers are serialized database-wide (storage/db.py); a lookup of the last
+    # entry of the unique (agent_id, seq) index, whatever the thread's length.
+    current = session.connection().execute(_THREAD_HEAD, {"agent_id": agent.id}).scalar()
     now = utcnow()
-    row = AgentMessage(
-        workspace_id=agent.workspace_id,
-        agent_id=agent.id,
-        run_id=run_id,
-        seq=(current or 0) + 1,
-        created_at=now,
-        updated_at=now,
-        **fields,
-    )
-    session.add(row)
-    session.flush()
-    public = MessagePublic.from_row(row)
+    values = {
+        "id": uuid.uuid4(),
+        "workspace_id": agent.workspace_id,
+        "agent_id": agent.id,
+        "run_id": run_id,
+        "seq": (current or 0) + 1,
+        "created_at": now,
+        "updated_at": now,
+        "content": fields["content"],
+        "sender": fields["sender"],
+        "role": fields["role"],
+        "cause_by": fields["cause_by"],
+        "send_to": fields["send_to"],
+        "metadata": fields["meta"],
+        "prompt_tokens": fields["prompt_tokens"],
+        "completion_tokens": fields["completion_tokens"],
+        "cost": fields["cost"],
+    }
+    session.flush()  # anything the caller added first (e.g. the run) goes in before the message
+    session.connection().execute(_MESSAGES.insert(), values)
+    # Every field was checked by MessageService._check: no second validation.
+    public = MessagePublic.model_construct(**{name: values[name] for name in MessagePublic.model_fields})
     append_event(
         session,
         EventType.AGENT_MESSAGE,
@@ -379,6 +407,27 @@ def _insert(
         run_id=run_id,
     )
     return public
+
+
+@dataclass(frozen=True)
+class _AgentKey:
+    """What writing a message needs of its agent, read without loading the ORM row."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    status: str
+
+
+def _agent_key(session: Session, agent_id: uuid.UUID, scope: uuid.UUID | None) -> _AgentKey:
+    row = session.connection().execute(_AGENT_KEY, {"id": agent_id}).first()
+    if row is None or (scope is not None and row.workspace_id != scope):
+        raise NotFound("agent", agent_id)
+    return _AgentKey(agent_id, row.workspace_id, row.status)
+
+
+_AGENTS: sa.Table = AgentInstance.__table__  # type: ignore[attr-defined]
+_AGENT_KEY = sa.select(_AGENTS.c.workspace_id, _AGENTS.c.status).where(_AGENTS.c.id == sa.bindparam("id"))
+_THREAD_HEAD = sa.select(sa.func.max(_MESSAGES.c.seq)).where(_MESSAGES.c.agent_id == sa.bindparam("agent_id"))
 
 
 def _short_text(name: str, value: Any, max_chars: int, *, required: bool) -> str:

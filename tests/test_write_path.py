@@ -49,6 +49,8 @@ def app_database(tmp_path: Path) -> Iterator[str | None]:
         drop_pg_database(url)
 
 
+# 4,000 requests: on a loaded shared machine this takes minutes; the bound only catches a hang.
+@pytest.mark.timeout(1800)
 def test_eight_clients_posting_500_messages_each_lose_nothing_and_number_everything_once(
     tmp_path: Path, app_database: str | None
 ) -> None:
