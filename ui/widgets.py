@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 from nicegui import ui
@@ -89,7 +91,14 @@ def render_markdown(text: str) -> str:
 def safe_markdown(text: str) -> ui.html:
     """Untrusted markdown, rendered with its raw HTML escaped and then sanitized on the server all the
     same; styled like `ui.markdown`."""
-    return ui.html(render_markdown(text), sanitize=sanitize_html).classes("nicegui-markdown")
+    return ui.html(_safe_html(text), sanitize=False).classes("nicegui-markdown")
+
+
+@functools.lru_cache(maxsize=1024)
+def _safe_html(text: str) -> str:
+    # Rendered and sanitized once per text, not once per open tab (a live message reaches every
+    # tab showing the thread); the cached HTML is the sanitized one.
+    return sanitize_html(render_markdown(text))
 
 
 def demo_model_chip() -> ui.chip:
