@@ -102,18 +102,19 @@ def header_markup(m: MessagePublic) -> str:
     return f'<div class="flex flex-wrap items-baseline gap-x-2">{"".join(parts)}</div>'
 
 
-# The message of a recent `agent_message` event, by seq: every tab showing the thread gets the same
-# event, and validates it once rather than once per tab.
-_EVENT_MESSAGES: OrderedDict[int, MessagePublic] = OrderedDict()
+# The message of a recent `agent_message` event, by message id: every tab showing the thread gets
+# the same event, and validates it once rather than once per tab.
+_EVENT_MESSAGES: OrderedDict[str, MessagePublic] = OrderedDict()
 _EVENT_MESSAGES_KEPT = 256
 
 
 def _message_of(event: EventOut) -> MessagePublic:
-    if event.seq is None:
-        return MessagePublic.model_validate(event.data["message"])
-    message = _EVENT_MESSAGES.get(event.seq)
-    if message is None:
-        message = _EVENT_MESSAGES[event.seq] = MessagePublic.model_validate(event.data["message"])
+    data = event.data["message"]
+    key = str(data.get("id")) if isinstance(data, dict) else ""
+    message = _EVENT_MESSAGES.get(key)
+    if message is None or message.seq != data.get("seq"):
+        message = MessagePublic.model_validate(data)
+        _EVENT_MESSAGES[key] = message
         while len(_EVENT_MESSAGES) > _EVENT_MESSAGES_KEPT:
             _EVENT_MESSAGES.popitem(last=False)
     return message
