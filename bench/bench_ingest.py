@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -296,6 +297,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="repeat the throughput figures")
     parser.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose main.py is measured")
     args = parser.parse_args()
+    # A terminated bench still stops the app it started (the `finally` blocks below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     tmp = Path(tempfile.mkdtemp(prefix="agentdeck-ingest-"))
     drop: Callable[[], None] = lambda: None  # noqa: E731

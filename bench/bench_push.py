@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20, help="messages posted per tab count")
     parser.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose main.py is measured")
     args = parser.parse_args()
+    # A terminated bench still stops the app it started (the `finally` blocks below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     tmp = Path(tempfile.mkdtemp(prefix="agentdeck-push-"))
     agent_id, secret = prepare(tmp / "data")
