@@ -46,12 +46,13 @@ def list_messages(
 )
 def send_message(
     agent_id: uuid.UUID, data: MessageCreate, principal: CurrentPrincipal, services: ServicesDep
-) -> MessagePublic:
+) -> Response:
     """Store a message from the caller; an active agent answers it in the background."""
     message: MessagePublic = services.runtime.send_message(
         agent_id, data.content, metadata=data.metadata, actor=principal.actor, scope=principal.workspace()
     )
-    return message
+    # Encoded once here: the service built it from checked fields (see MessageService._check).
+    return json_response(message.model_dump_json().encode(), status.HTTP_201_CREATED)
 
 
 @router.get("/messages/search", response_model=Page[MessagePublic], responses=errors(404))
