@@ -94,16 +94,18 @@ def _queued_writer(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite":
         yield
         return
-    if getattr(_writing, "active", False):
-        # A second write transaction opened inside a first one, on the same thread: it would wait
-        # forever for the lock (or, with BEGIN IMMEDIATE, for itself). Say so at once.
+    key = str(engine.url.database or "")
+    held: set[str] = _writing.__dict__.setdefault("files", set())
+    if key in held:
+        # A second write transaction on this file opened inside a first one, on the same thread:
+        # it would wait forever for the lock (or, with BEGIN IMMEDIATE, for itself). Say so.
         raise RuntimeError("nested write transaction: use the session of the enclosing db.write()")
     with _writer_lock(engine):
-        _writing.active = True
+        held.add(key)
         try:
             yield
         finally:
-            _writing.active = False
+            held.discard(key)
 
 
 @contextmanager
