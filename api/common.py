@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Query, Response
 from pydantic import BaseModel, Field
 
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -67,3 +67,10 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: _DOCS[401], 413: _DOCS[413]
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, e.g. `responses=errors(404, 409)`."""
     return {status: _DOCS[status] for status in statuses}
+
+
+def json_response(body: bytes, status_code: int = 200) -> Response:
+    """An answer already encoded by core (e.g. `MessageService.list_json`). FastAPI sends a returned
+    Response as it is: the route's `response_model` still documents it, without a second
+    validation and encoding of every item."""
+    return Response(content=body, status_code=status_code, media_type="application/json")

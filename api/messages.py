@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.common import AUTH_ERRORS, Cursor, Limit, errors
+from api.common import AUTH_ERRORS, Cursor, Limit, errors, json_response
 from api.deps import CurrentPrincipal, ServicesDep
 from core.messages import MAX_QUERY_CHARS, MessageCreate, MessagePublic
 from core.pagination import DEFAULT_LIMIT
@@ -30,10 +30,12 @@ def list_messages(
     limit: Limit = DEFAULT_LIMIT,
     before: Annotated[ThreadCursor, Query(description="newest first, older than this cursor")] = None,
     after: Annotated[ThreadCursor, Query(description="oldest first, newer than this cursor")] = None,
-) -> Page[MessagePublic]:
+) -> Response:
     """Newest first; pass `next_cursor` back as `before` for older messages. With `after`, oldest
     first from that point; pass `next_cursor` back as `after`. `next_cursor` is null at the end."""
-    return services.messages.list(agent_id, scope=principal.workspace(), limit=limit, before=before, after=after)
+    return json_response(
+        services.messages.list_json(agent_id, scope=principal.workspace(), limit=limit, before=before, after=after)
+    )
 
 
 @router.post(
@@ -44,12 +46,13 @@ def list_messages(
 )
 def send_message(
     agent_id: uuid.UUID, data: MessageCreate, principal: CurrentPrincipal, services: ServicesDep
-) -> MessagePublic:
+) -> Response:
     """Store a message from the caller; an active agent answers it in the background."""
     message: MessagePublic = services.runtime.send_message(
         agent_id, data.content, metadata=data.metadata, actor=principal.actor, scope=principal.workspace()
     )
-    return message
+    # Encoded once here: the service built it from checked fields (see MessageService._check).
+    return json_response(message.model_dump_json().encode(), status.HTTP_201_CREATED)
 
 
 @router.get("/messages/search", response_model=Page[MessagePublic], responses=errors(404))

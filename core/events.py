@@ -4,8 +4,10 @@ Writing: every change appends its Event row with `append_event` inside the chang
 transaction, so the change and its event commit or vanish together. `seq` is max+1 taken under
 the database-wide write lock (see storage/db.py), so seq order is commit order and has no gaps.
 
-Delivery: after such a commit the bus's pump wakes, reads the new rows in seq order and fans them
-out to subscribers. The table is the only source of truth: a subscriber that resumes with
+Delivery: after such a commit the committing thread hands the new rows to the bus; its pump
+delivers them at once when they continue exactly where delivery stands (seq = last delivered + 1,
+so nothing committed earlier can be missing), and otherwise reads the rows from the log in seq
+order, in pages. Each pass fans out a whole batch, one queue offer per subscriber and event. The table is the only source of truth: a subscriber that resumes with
 `since` reads the rows it missed, then continues live, deduplicating by seq. With PostgreSQL the
 commit also NOTIFYs, so pumps in other processes wake and read the same rows.
 
@@ -29,7 +31,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
-from core.db import EVENT_TYPE_COUNTS, EVENTS_WRITTEN, Database
+from core.db import EVENT_ROWS, EVENT_TYPE_COUNTS, EVENTS_WRITTEN, WRITER_TOKEN, Database
 from core.event_schema import EventType, validate_payload
 from storage.models import Event
 from storage.types import utcnow
@@ -80,25 +82,50 @@ def append_event(
     validate_payload(type, data)
     next_seq = session.info.get("agentdeck_next_seq")
     if next_seq is None:
-        current = session.exec(select(sa.func.max(Event.seq))).one()
+        current = session.connection().execute(_LOG_HEAD).scalar()
         next_seq = (current or 0) + 1
         if session.get_bind().dialect.name == "postgresql":
             # Delivered at commit only, so other processes never read ahead of the commit.
-            session.exec(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))  # type: ignore[call-overload]
-    row = Event(
-        seq=next_seq,
-        type=type.value,
-        workspace_id=workspace_id,
-        agent_id=agent_id,
-        run_id=run_id,
-        payload=data,
-    )
-    session.add(row)
+            # The payload names the committing Database: its own bus got the events handed over.
+            token = str(session.info.get(WRITER_TOKEN, ""))
+            session.exec(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, token)))  # type: ignore[call-overload]
+    now = utcnow()
+    values = {
+        "id": uuid.uuid4(),
+        "seq": next_seq,
+        "type": type.value,
+        "workspace_id": workspace_id,
+        "agent_id": agent_id,
+        "run_id": run_id,
+        "payload": data,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # A prepared INSERT rather than the unit of work (this runs for every change); what the
+    # caller added to the session goes in first, as a flush would have ordered it.
+    session.flush()
+    session.connection().execute(_INSERT_EVENT, values)
     session.info["agentdeck_next_seq"] = next_seq + 1
     session.info[EVENTS_WRITTEN] = True
     counts = session.info.setdefault(EVENT_TYPE_COUNTS, {})  # for metrics, after commit
     counts[type.value] = counts.get(type.value, 0) + 1
-    return row
+    session.info.setdefault(EVENT_ROWS, []).append(
+        EventOut.model_construct(
+            seq=next_seq,
+            type=values["type"],
+            workspace_id=workspace_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            ts=now,
+            data=data,
+        )
+    )
+    return Event(**values)
+
+
+_EVENTS: sa.Table = Event.__table__  # type: ignore[attr-defined]
+_LOG_HEAD = sa.select(sa.func.max(_EVENTS.c.seq))
+_INSERT_EVENT = _EVENTS.insert()
 
 
 @dataclass(frozen=True)
@@ -259,7 +286,11 @@ class EventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        db.on_commit_with_events(self.notify)
+        # Events this process committed, by seq, waiting for the pump (touched on the loop only).
+        self._handed: dict[int, EventOut] = {}
+        # Something else may have committed events (another process, a poll): read the log.
+        self._read_log = True
+        db.on_events_committed(self._committed)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -290,11 +321,33 @@ class EventBus:
 
     # -- producers -------------------------------------------------------------------------
     def notify(self) -> None:
-        """Wake the pump; safe from any thread. Called after each commit that wrote events."""
+        """Wake the pump to read the log; safe from any thread."""
         loop, wake = self._loop, self._wake
         if loop is None or wake is None or loop.is_closed():
             return
-        loop.call_soon_threadsafe(wake.set)
+        loop.call_soon_threadsafe(self._wake_to_read)
+
+    def _committed(self, events: list[EventOut]) -> None:
+        """After a commit of this process (any thread): hand its events to the pump."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        # RuntimeError: the loop closed meanwhile; a restarted pump reads the log.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._hand, list(events))
+
+    def _hand(self, events: list[EventOut]) -> None:
+        for event in events:
+            assert event.seq is not None
+            if event.seq > self.pumped_seq:
+                self._handed[event.seq] = event
+        if self._wake is not None:
+            self._wake.set()
+
+    def _wake_to_read(self) -> None:
+        self._read_log = True
+        if self._wake is not None:
+            self._wake.set()
 
     def publish_ephemeral(
         self,
@@ -350,30 +403,56 @@ class EventBus:
             return head_seq(session)
 
     def _fan_out(self, events: Iterable[EventOut]) -> None:
+        subscriptions = list(self._subscriptions)
         for event in events:
-            for sub in list(self._subscriptions):
-                if sub.filter.matches(event):
+            for sub in subscriptions:
+                if not sub.closed and sub.filter.matches(event):
                     sub._offer(event)
+
+    def _deliver_handed(self) -> None:
+        """Deliver the handed-over events that continue the log without a hole."""
+        batch: list[EventOut] = []
+        while (event := self._handed.pop(self.pumped_seq + 1, None)) is not None:
+            batch.append(event)
+            self.pumped_seq += 1
+        if batch:
+            self._fan_out(batch)
+        for seq in [s for s in self._handed if s <= self.pumped_seq]:
+            del self._handed[seq]
+        if self._handed:
+            # An earlier commit's hand-over is late, or another process committed in between:
+            # the log says what comes next.
+            self._read_log = True
 
     async def _pump(self) -> None:
         assert self._wake is not None
         while True:
             # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the wait
             # completes (a commit racing stop()), and the pump would then never stop.
+            woken = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await self._wake.wait()
+                    woken = True
             self._wake.clear()
+            if not woken:
+                self._read_log = True  # the periodic poll: commits of other writers, if any
+            self._deliver_handed()
+            if not self._read_log:
+                continue
+            self._read_log = False
             try:
                 while True:
                     page = await asyncio.to_thread(self.read, EventFilter(), self.pumped_seq, REPLAY_PAGE)
-                    if page:
-                        assert page[-1].seq is not None
+                    if page and page[-1].seq is not None and page[-1].seq > self.pumped_seq:
+                        fresh = [e for e in page if e.seq is not None and e.seq > self.pumped_seq]
                         self.pumped_seq = page[-1].seq
-                        self._fan_out(page)
+                        self._fan_out(fresh)
                     if len(page) < REPLAY_PAGE:
                         break
+                self._deliver_handed()
             except Exception:  # the database may be briefly unavailable; retry on next wake
+                self._read_log = True
                 log.exception("event pump failed to read the log; retrying")
 
     async def _listen(self) -> None:
@@ -385,9 +464,9 @@ class EventBus:
             try:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    async for _ in conn.notifies():
-                        if self._wake is not None:
-                            self._wake.set()
+                    async for notice in conn.notifies():
+                        if notice.payload != self.db.writer_token:  # ours were handed over
+                            self._wake_to_read()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 from sqlalchemy.sql.elements import UnaryExpression
@@ -91,6 +93,15 @@ class MessagePublic(BaseModel):
         )
 
 
+# The columns of a MessagePublic, named as its fields (the table's `metadata` column is `meta` on
+# the ORM class only because SQLAlchemy reserves that attribute name).
+_MESSAGES: sa.Table = AgentMessage.__table__  # type: ignore[attr-defined]
+# `id` first, then the fields after workspace_id and agent_id (which every row of a page shares).
+_ROW_NAMES = [name for name in MessagePublic.model_fields if name not in ("workspace_id", "agent_id")]
+assert _ROW_NAMES[0] == "id" and list(MessagePublic.model_fields)[1:3] == ["workspace_id", "agent_id"]
+_ROW_COLUMNS = [_MESSAGES.c[name] for name in _ROW_NAMES]
+
+
 def thread_cursor(seq: int) -> str:
     """The cursor of a thread position: `after=thread_cursor(0)` walks from the first message,
     `after=thread_cursor(m.seq)` resumes after a message already shown (e.g. from an event)."""
@@ -121,10 +132,45 @@ class MessageService:
         scope: uuid.UUID | None = None,
     ) -> MessagePublic:
         """Append a message to the agent's thread in its own write transaction."""
+        return self.append_with_status(
+            agent_id,
+            content,
+            sender=sender,
+            role=role,
+            metadata=metadata,
+            run_id=run_id,
+            cause_by=cause_by,
+            send_to=send_to,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+            actor=actor,
+            scope=scope,
+        )[0]
+
+    def append_with_status(
+        self,
+        agent_id: uuid.UUID,
+        content: str,
+        *,
+        sender: str = "user",
+        role: str = "user",
+        metadata: Any = None,
+        run_id: uuid.UUID | None = None,
+        cause_by: str = "",
+        send_to: Any = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cost: float = 0.0,
+        actor: str = "user",
+        scope: uuid.UUID | None = None,
+    ) -> tuple[MessagePublic, str]:
+        """`append`, and the agent's status as the same transaction saw it (the runtime decides
+        whether the agent answers without reading the agent again)."""
         fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
         with self.db.write() as session:
-            agent = get_agent_row(session, agent_id, scope)
-            return _insert(session, agent, fields, run_id, actor)
+            agent = _agent_key(session, agent_id, scope)
+            return _insert(session, agent, fields, run_id, actor), agent.status
 
     def append_in(
         self,
@@ -219,21 +265,56 @@ class MessageService:
         """One page of the agent's thread: newest first (pass `next_cursor` back as `before` for
         older messages), or with `after` oldest first from that point (pass `next_cursor` back
         as `after`). A range scan of the unique (agent_id, seq) index at any depth."""
+        items, next_cursor = self._thread_page(agent_id, scope, limit, before, after)
+        # The rows come from our own table, already typed: no second validation.
+        return Page[MessagePublic](
+            items=[MessagePublic.model_construct(**item) for item in items], next_cursor=next_cursor
+        )
+
+    def list_json(
+        self,
+        agent_id: uuid.UUID,
+        scope: uuid.UUID | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+        after: str | None = None,
+    ) -> bytes:
+        """`list`, already encoded as the JSON of a Page[MessagePublic] (the API's answer): the
+        rows go straight to pydantic's JSON encoder, without building a model per message."""
+        items, next_cursor = self._thread_page(agent_id, scope, limit, before, after)
+        return pydantic_core.to_json({"items": items, "next_cursor": next_cursor})
+
+    def _thread_page(
+        self,
+        agent_id: uuid.UUID,
+        scope: uuid.UUID | None,
+        limit: int | None,
+        before: str | None,
+        after: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
         if before is not None and after is not None:
             raise InvalidInput("give either 'before' or 'after', not both")
         limit = clamp_limit(limit)
-        stmt = select(AgentMessage).where(AgentMessage.agent_id == agent_id)
+        seq = _MESSAGES.c.seq
+        stmt = sa.select(*_ROW_COLUMNS).where(_MESSAGES.c.agent_id == agent_id)
         if after is not None:
-            stmt = stmt.where(col(AgentMessage.seq) > _seq_cursor(after)).order_by(col(AgentMessage.seq))
+            stmt = stmt.where(seq > _seq_cursor(after)).order_by(seq)
         else:
             if before is not None:
-                stmt = stmt.where(col(AgentMessage.seq) < _seq_cursor(before))
-            stmt = stmt.order_by(col(AgentMessage.seq).desc())
+                stmt = stmt.where(seq < _seq_cursor(before))
+            stmt = stmt.order_by(seq.desc())
         with self.db.read() as session:
-            get_agent_row(session, agent_id, scope)
-            rows = list(session.exec(stmt.limit(limit + 1)))
-        next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-        return Page[MessagePublic](items=[MessagePublic.from_row(r) for r in rows[:limit]], next_cursor=next_cursor)
+            agent = _agent_key(session, agent_id, scope)
+            rows = session.connection().execute(stmt.limit(limit + 1)).all()
+        # The agent and workspace are the page's, not read (and converted) again for every row.
+        # (Keys in the model's field order: the JSON is the same, byte for byte.)
+        ws, ag, rest = agent.workspace_id, agent.id, _ROW_NAMES[1:]
+        items = [
+            {"id": row[0], "workspace_id": ws, "agent_id": ag, **dict(zip(rest, row[1:], strict=True))}
+            for row in rows[:limit]
+        ]
+        next_cursor = encode_cursor(items[-1]["seq"]) if len(rows) > limit else None
+        return items, next_cursor
 
     def list_run(
         self,
@@ -285,32 +366,45 @@ class MessageService:
 # -- writing helpers -------------------------------------------------------------------------
 def _insert(
     session: Session,
-    agent: AgentInstance,
+    agent: AgentInstance | _AgentKey,
     fields: dict[str, Any],
     run_id: uuid.UUID | None,
     actor: str,
     message_id: uuid.UUID | None = None,
 ) -> MessagePublic:
+    # Prepared statements and plain rows, not ORM objects: this runs for every message an agent
+    # or a client writes, and the unit of work cost more than the SQL.
     if run_id is not None:
         run = session.get(Run, run_id)
         if run is None or run.workspace_id != agent.workspace_id:
             raise NotFound("run", run_id)
-    # Safe as max+1: writers are serialized database-wide (storage/db.py).
-    current = session.exec(select(func.max(AgentMessage.seq)).where(AgentMessage.agent_id == agent.id)).one()
+    # Safe as max+1: writers are serialized database-wide (storage/db.py); a lookup of the last
+    # entry of the unique (agent_id, seq) index, whatever the thread's length.
+    current = session.connection().execute(_THREAD_HEAD, {"agent_id": agent.id}).scalar()
     now = utcnow()
-    row = AgentMessage(
-        id=message_id or uuid.uuid4(),
-        workspace_id=agent.workspace_id,
-        agent_id=agent.id,
-        run_id=run_id,
-        seq=(current or 0) + 1,
-        created_at=now,
-        updated_at=now,
-        **fields,
-    )
-    session.add(row)
-    session.flush()
-    public = MessagePublic.from_row(row)
+    values = {
+        # A replayed round writes its messages with the same ids (core/runtime/durable.py).
+        "id": message_id or uuid.uuid4(),
+        "workspace_id": agent.workspace_id,
+        "agent_id": agent.id,
+        "run_id": run_id,
+        "seq": (current or 0) + 1,
+        "created_at": now,
+        "updated_at": now,
+        "content": fields["content"],
+        "sender": fields["sender"],
+        "role": fields["role"],
+        "cause_by": fields["cause_by"],
+        "send_to": fields["send_to"],
+        "metadata": fields["meta"],
+        "prompt_tokens": fields["prompt_tokens"],
+        "completion_tokens": fields["completion_tokens"],
+        "cost": fields["cost"],
+    }
+    session.flush()  # anything the caller added first (e.g. the run) goes in before the message
+    session.connection().execute(_MESSAGES.insert(), values)
+    # Every field was checked by MessageService._check: no second validation.
+    public = MessagePublic.model_construct(**{name: values[name] for name in MessagePublic.model_fields})
     append_event(
         session,
         EventType.AGENT_MESSAGE,
@@ -320,6 +414,27 @@ def _insert(
         run_id=run_id,
     )
     return public
+
+
+@dataclass(frozen=True)
+class _AgentKey:
+    """What writing a message needs of its agent, read without loading the ORM row."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    status: str
+
+
+def _agent_key(session: Session, agent_id: uuid.UUID, scope: uuid.UUID | None) -> _AgentKey:
+    row = session.connection().execute(_AGENT_KEY, {"id": agent_id}).first()
+    if row is None or (scope is not None and row.workspace_id != scope):
+        raise NotFound("agent", agent_id)
+    return _AgentKey(agent_id, row.workspace_id, row.status)
+
+
+_AGENTS: sa.Table = AgentInstance.__table__  # type: ignore[attr-defined]
+_AGENT_KEY = sa.select(_AGENTS.c.workspace_id, _AGENTS.c.status).where(_AGENTS.c.id == sa.bindparam("id"))
+_THREAD_HEAD = sa.select(sa.func.max(_MESSAGES.c.seq)).where(_MESSAGES.c.agent_id == sa.bindparam("agent_id"))
 
 
 def _short_text(name: str, value: Any, max_chars: int, *, required: bool) -> str:

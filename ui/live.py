@@ -7,6 +7,10 @@ matches, in seq order, including pushed-only `llm_token` events. The subscriptio
 client is deleted (tab closed or navigated away), so nothing keeps stale clients alive. A handler
 that raises is logged and the stream goes on. A `resume` event means the client fell behind and
 was re-synced from the log: pages that keep derived state may reload what they show.
+
+Batching per client and tick comes from the two queues involved: the subscription's queue hands
+over every event already waiting without yielding to the event loop, so a burst is handled in one
+go, and NiceGUI's outbox then sends the client one update for all of it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@
   "Load older" button at the top does the same for mice, keyboards and short threads.
 - Agent output is untrusted: message content always goes through `widgets.safe_markdown`; the
   header is our own escaped markup.
+- Live arrivals are appended, never a re-render of the thread; a message reaching many tabs is
+  validated once and its markdown rendered and sanitized once (`widgets.safe_markdown` caches).
 - `llm_token` events grow a "typing" bubble that the stored reply replaces; `agent_activity`
   events show what the agent is doing under the thread.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 from nicegui import run, ui
@@ -98,6 +100,24 @@ def header_markup(m: MessagePublic) -> str:
             f"{esc(DEMO_MODEL_LABEL)}</span>"
         )
     return f'<div class="flex flex-wrap items-baseline gap-x-2">{"".join(parts)}</div>'
+
+
+# The message of a recent `agent_message` event, by message id: every tab showing the thread gets
+# the same event, and validates it once rather than once per tab.
+_EVENT_MESSAGES: OrderedDict[str, MessagePublic] = OrderedDict()
+_EVENT_MESSAGES_KEPT = 256
+
+
+def _message_of(event: EventOut) -> MessagePublic:
+    data = event.data["message"]
+    key = str(data.get("id")) if isinstance(data, dict) else ""
+    message = _EVENT_MESSAGES.get(key)
+    if message is None or message.seq != data.get("seq"):
+        message = MessagePublic.model_validate(data)
+        _EVENT_MESSAGES[key] = message
+        while len(_EVENT_MESSAGES) > _EVENT_MESSAGES_KEPT:
+            _EVENT_MESSAGES.popitem(last=False)
+    return message
 
 
 class MessageThread:
@@ -277,7 +297,7 @@ class MessageThread:
     # -- live ------------------------------------------------------------------------------
     async def handle(self, event: EventOut) -> None:
         if event.type == "agent_message":
-            self.add_message(MessagePublic.model_validate(event.data["message"]))
+            self.add_message(_message_of(event))
         elif event.type == "llm_token":
             self._on_token(str(event.data.get("agent_name") or self.agent.name), str(event.data.get("text") or ""))
         elif event.type == "agent_activity":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 from nicegui import ui
@@ -91,7 +93,18 @@ def render_markdown(text: str) -> str:
 def safe_markdown(text: str) -> ui.html:
     """Untrusted markdown, rendered with its raw HTML escaped and then sanitized on the server all the
     same; styled like `ui.markdown`."""
-    return ui.html(render_markdown(text), sanitize=sanitize_html).classes("nicegui-markdown")
+    html = _cached_safe_html(text) if len(text) <= _CACHED_TEXT_CHARS else sanitize_html(render_markdown(text))
+    return ui.html(html, sanitize=False).classes("nicegui-markdown")  # sanitized just above
+
+
+# Rendered and sanitized once per text, not once per open tab (a live message reaches every tab
+# showing the thread); the cache holds the sanitized HTML, of short texts only (bounded memory).
+_CACHED_TEXT_CHARS = 16_384
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_safe_html(text: str) -> str:
+    return sanitize_html(render_markdown(text))
 
 
 def demo_model_chip() -> ui.chip:

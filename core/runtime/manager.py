@@ -83,11 +83,10 @@ class Runtime:
     ) -> Any:
         """Store the user's message; an active agent then answers it in the background. While the
         agent is answering an earlier message, this one waits its turn and is answered next."""
-        message = self.services.messages.append(
+        message, status = self.services.messages.append_with_status(
             agent_id, content, sender="user", role="user", metadata=metadata, actor=actor, scope=scope
         )
-        agent = self.services.agents.get(agent_id, scope=scope)
-        if agent.status == AgentStatus.ACTIVE or (agent.status == AgentStatus.BUSY and self.chat_in_progress(agent_id)):
+        if status == AgentStatus.ACTIVE or (status == AgentStatus.BUSY and self.chat_in_progress(agent_id)):
             self.durable.enqueue_chat(agent_id, message.id, message.seq)
         return message
 
