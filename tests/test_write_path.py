@@ -179,7 +179,12 @@ def test_a_write_opened_inside_a_write_on_one_thread_is_refused_not_deadlocked(s
 # -- the bus: hand-over and the log --------------------------------------------------------------
 def _append(db: Database, workspace_id: uuid.UUID, n: int) -> list[int]:
     with db.write() as session:
-        return [append_event(session, EventType.AGENT_UPDATED, workspace_id, {"i": i}).seq for i in range(n)]
+        return [
+            append_event(
+                session, EventType.AGENT_ACTIVITY, workspace_id, {"activity": "testing", "agent_name": "tester", "i": i}
+            ).seq
+            for i in range(n)
+        ]
 
 
 async def _take(sub: Any, n: int) -> list[int]:
