@@ -53,6 +53,7 @@ class EventType(StrEnum):
     RUN_STARTED = "run_started"
     RUN_ROUND = "run_round"
     RUN_FINISHED = "run_finished"
+    WORKSPACE_IMPORTED = "workspace_imported"
     LLM_TOKEN = "llm_token"
     # Control frame: the subscriber fell behind and was re-synced from the log.
     RESUME = "resume"
