@@ -16,6 +16,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 
+import api.bundles
+import api.templates
 from api import agents, analytics, context, events, health, llm_profiles, messages, runs, workspaces, ws
 from api.errors import install_error_handlers
 from api.limits import BodySizeLimit, RateLimit, parse_rate_limit
@@ -33,6 +35,8 @@ ROUTERS: list[APIRouter] = [
     events.router,
     llm_profiles.router,
     analytics.router,
+    api.templates.router,
+    api.bundles.router,
 ]
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -50,7 +54,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     # The last one added runs first: oversized bodies are refused before they count as requests.
     if rate_limit is not None:
         app.add_middleware(RateLimit, limit=rate_limit)
-    app.add_middleware(BodySizeLimit, max_body=settings.max_body)
+    app.add_middleware(BodySizeLimit, max_body=settings.max_body, exempt=frozenset({api.bundles.IMPORT_PATH}))
 
 
 async def api_not_found(request: Request) -> JSONResponse:

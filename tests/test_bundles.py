@@ -383,3 +383,19 @@ def test_export_streams_in_chunks_and_is_a_valid_zip(make_services: Callable[[st
     with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as zf:
         assert zf.testzip() is None
         assert {f"{t.name}.jsonl" for t in TABLES} <= set(zf.namelist())
+
+
+def test_command_line_export_and_import(make_services: Callable[[str], Services], tmp_path: Path, capsys: Any) -> None:
+    import main
+
+    services = make_services("sqlite")
+    populate(services)
+    common = ["--data-dir", str(services.settings.data_dir), "--database-url", services.settings.resolved_database_url]
+    bundle = tmp_path / "cli.agentdeck"
+    assert main.main(["export", "--workspace", "acme", "--output", str(bundle), *common]) == 0
+    assert "exported workspace acme" in capsys.readouterr().out
+    assert main.main(["import", str(bundle), *common]) == 1
+    assert "--as NEW_SLUG" in capsys.readouterr().err
+    assert main.main(["import", str(bundle), "--as", "acme-2", *common]) == 0
+    assert "imported workspace acme-2" in capsys.readouterr().out
+    assert services.workspaces.get_by_slug("acme-2").name == "Acme Inc."
