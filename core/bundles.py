@@ -48,6 +48,7 @@ from core.db import Database
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.events import EventType, append_event
 from core.schemas import SLUG_RE
+from core.validation import check_storable_json
 from core.version import VERSION
 
 log = logging.getLogger(__name__)
@@ -184,10 +185,8 @@ def _converter(column: sa.Column[Any]) -> Callable[[Any], Any]:
     if isinstance(kind, sa.JSON):
 
         def to_json(value: Any) -> Any:
+            # NaN/Infinity and NUL characters are refused for the whole line when it is parsed.
             check_null(value)
-            text = json.dumps(value, allow_nan=False)
-            if "\\u0000" in text:
-                raise ValueError("must not contain NUL characters")
             return value
 
         return to_json
@@ -296,18 +295,16 @@ def _plans() -> list[_TablePlan]:
     return plans
 
 
-def _scope_clause(plan: _TablePlan, plans: dict[str, _TablePlan], workspace_id: uuid.UUID) -> Any:
-    table = plan.table
-    if plan.spec.name == "workspaces":
-        return table.c.id == workspace_id
-    if "workspace_id" in table.c:
-        return table.c.workspace_id == workspace_id
-    if plan.spec.parent is None:
-        raise TypeError(f"{plan.spec.name} has no workspace_id: declare its parent column in TABLES")
-    parent = plans[plan.fks[plan.spec.parent]]
-    return table.c[plan.spec.parent].in_(
-        sa.select(parent.table.c.id).where(_scope_clause(parent, plans, workspace_id)).scalar_subquery()
-    )
+def _order_column(table: sa.Table, scope: str) -> sa.Column[Any] | None:
+    """The column that follows `scope` in an index of the table, if any: keyset batches ordered by
+    (that column, id) walk that index's range for one scope value instead of sorting all of it
+    for every batch (e.g. messages by (workspace_id, created_at), status changes by (.., at))."""
+    candidates = [list(i.columns) for i in sorted(table.indexes, key=lambda i: i.name or "")]
+    candidates += [list(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+    for columns in candidates:
+        if len(columns) >= 2 and columns[0].name == scope:
+            return columns[1]
+    return None
 
 
 def _safe_member_path(name: str) -> tuple[str, PurePosixPath]:
@@ -347,7 +344,6 @@ class BundleService:
     def export_chunks(self, workspace_id: uuid.UUID) -> Iterator[bytes]:
         """The bundle of a workspace as a stream of byte chunks (memory bounded by one batch)."""
         plans = _plans()
-        by_name = {p.spec.name: p for p in plans}
         with self.db.read() as session:
             workspace = session.get(_workspace_model(), workspace_id)
             if workspace is None:
@@ -357,6 +353,9 @@ class BundleService:
         run_ids: list[uuid.UUID] = []
         definition_ids: set[uuid.UUID] = set()
         catalog_columns = {p.spec.name: [c for c, t in p.fks.items() if t == CATALOG_TABLE] for p in plans}
+        # Ids of the tables that parent-scoped tables hang from (projects, agents, contexts, runs).
+        parent_tables = {p.fks[p.spec.parent] for p in plans if p.spec.parent}
+        parent_ids: dict[str, list[uuid.UUID]] = {name: [] for name in parent_tables}
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             with self.db.engine.connect() as conn:
                 if self.db.dialect == "postgresql":
@@ -366,7 +365,7 @@ class BundleService:
                     for plan in plans:
                         counts[plan.spec.name] = 0
                         with zf.open(_entry(plan.spec.name), "w", force_zip64=True) as out:
-                            for rows in self._batches(conn, plan, by_name, workspace_id):
+                            for rows in self._batches(conn, plan, workspace_id, parent_ids):
                                 for row in rows:
                                     row.update(plan.spec.blank)
                                     for column in catalog_columns[plan.spec.name]:
@@ -374,6 +373,8 @@ class BundleService:
                                     out.write(_dump(row))
                                 if plan.spec.name == "runs":
                                     run_ids.extend(r["id"] for r in rows)
+                                if plan.spec.name in parent_ids:
+                                    parent_ids[plan.spec.name].extend(r["id"] for r in rows)
                                 counts[plan.spec.name] += len(rows)
                                 chunk = sink.take()
                                 if chunk:
@@ -426,23 +427,45 @@ class BundleService:
         return size
 
     def _batches(
-        self, conn: sa.Connection, plan: _TablePlan, plans: dict[str, _TablePlan], workspace_id: uuid.UUID
+        self,
+        conn: sa.Connection,
+        plan: _TablePlan,
+        workspace_id: uuid.UUID,
+        parent_ids: dict[str, list[uuid.UUID]],
     ) -> Iterator[list[dict[str, Any]]]:
-        """The workspace's rows of one table, BATCH at a time, keyset on the primary key."""
+        """The workspace's rows of one table, BATCH at a time, by keyset: on (an indexed column
+        after workspace_id, id) for a workspace's table, on id per parent row for a child table."""
         table = plan.table
-        scope = _scope_clause(plan, plans, workspace_id)
-        last: uuid.UUID | None = None
+        if plan.spec.name == "workspaces":
+            yield [dict(r) for r in conn.execute(sa.select(table).where(table.c.id == workspace_id)).mappings()]
+            return
+        if "workspace_id" in table.c:
+            yield from self._keyset(
+                conn, table, table.c.workspace_id == workspace_id, _order_column(table, "workspace_id")
+            )
+            return
+        if plan.spec.parent is None:
+            raise TypeError(f"{plan.spec.name} has no workspace_id: declare its parent column in TABLES")
+        fk = table.c[plan.spec.parent]
+        for parent in parent_ids[plan.fks[plan.spec.parent]]:
+            yield from self._keyset(conn, table, fk == parent, None)
+
+    @staticmethod
+    def _keyset(
+        conn: sa.Connection, table: sa.Table, scope: Any, order: sa.Column[Any] | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        key = [order, table.c.id] if order is not None else [table.c.id]
+        last: tuple[Any, ...] | None = None
         while True:
             stmt = sa.select(table).where(scope)
             if last is not None:
-                stmt = stmt.where(table.c.id > last)
-            rows = [dict(r) for r in conn.execute(stmt.order_by(table.c.id).limit(BATCH)).mappings()]
-            if not rows:
-                return
-            yield rows
+                stmt = stmt.where(sa.tuple_(*key) > sa.tuple_(*last) if len(key) > 1 else table.c.id > last[0])
+            rows = [dict(r) for r in conn.execute(stmt.order_by(*key).limit(BATCH)).mappings()]
+            if rows:
+                yield rows
             if len(rows) < BATCH:
                 return
-            last = rows[-1]["id"]
+            last = tuple(rows[-1][c.name] for c in key)
 
     # -- import --------------------------------------------------------------------------------
     def import_file(
@@ -759,9 +782,20 @@ def _lines(zf: zipfile.ZipFile, entry: str) -> Iterator[tuple[int, Any]]:
             if not line.endswith(b"\n"):
                 raise BundleError(f"{entry} line {lineno} is cut off: the bundle is truncated")
             try:
-                yield lineno, json.loads(line)
+                data = json.loads(line, parse_constant=_no_constant)
             except ValueError as exc:
                 raise BundleError(f"{entry} line {lineno} is not valid JSON: {exc}") from exc
+            # Only a line with this escape can hold a NUL (a slow look at the values only then).
+            if b"\\u0000" in line:
+                try:
+                    check_storable_json(data, f"{entry} line {lineno}")
+                except InvalidInput as exc:
+                    raise BundleError(str(exc)) from exc
+            yield lineno, data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _walk_files(root: Path) -> Iterator[Path]:

@@ -399,3 +399,36 @@ def test_command_line_export_and_import(make_services: Callable[[str], Services]
     assert main.main(["import", str(bundle), "--as", "acme-2", *common]) == 0
     assert "imported workspace acme-2" in capsys.readouterr().out
     assert services.workspaces.get_by_slug("acme-2").name == "Acme Inc."
+
+
+def test_nul_characters_and_nan_are_refused_before_writing(
+    make_services: Callable[[str], Services], tmp_path: Path
+) -> None:
+    source = make_services("sqlite")
+    ws_id = populate(source)
+    good = tmp_path / "good.agentdeck"
+    source.bundles.export_to(ws_id, good)
+
+    def poison(text: str) -> Callable[[str, bytes], bytes]:
+        def change(name: str, data: bytes) -> bytes:
+            if name != "agent_messages.jsonl":
+                return data
+            lines = data.decode().splitlines()
+            lines[2] = lines[2].replace('"cost":', f'"cost":{text},"x":', 1) if text == "NaN" else lines[2]
+            if text != "NaN":
+                row = json.loads(lines[2])
+                row["content"] = text
+                lines[2] = json.dumps(row)
+            return ("\n".join(lines) + "\n").encode()
+
+        return change
+
+    target = make_services("sqlite")
+    before = row_counts(target)
+    with pytest.raises(BundleError, match="NUL"):
+        target.bundles.import_file(rewrite(good, tmp_path / "nul.agentdeck", poison("a\x00b"), {}))
+    with pytest.raises(BundleError, match="NaN is not a JSON number"):
+        target.bundles.import_file(rewrite(good, tmp_path / "nan.agentdeck", poison("NaN"), {}))
+    # A backslash followed by "u0000" as plain text is not a NUL and goes in.
+    target.bundles.import_file(rewrite(good, tmp_path / "ok.agentdeck", poison("path\\u0000name"), {}))
+    assert row_counts(target)["agent_messages"] == before["agent_messages"] + 31
