@@ -237,6 +237,8 @@ class StartRunCard:
             return
         finally:
             self.button.props(remove="loading")
+        if started is None:  # NiceGUI cancelled the call (client gone or server stopping)
+            return
         ui.navigate.to(f"/runs/{started.id}")
 
 
