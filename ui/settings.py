@@ -531,6 +531,6 @@ async def settings_page() -> None:
         profiles = LlmProfiles(workspace)
         tokens = Tokens(workspace)
         workspace_section(workspace)
-        Bundles(workspace)
         await profiles.refresh()
         await tokens.refresh()
+        Bundles(workspace)
