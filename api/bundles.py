@@ -3,7 +3,7 @@
 - `GET /api/workspaces/{id}/export` streams the bundle as it is made (a zip of JSON Lines, see
   core/bundles.py): memory stays flat whatever the workspace's size.
 - `POST /api/workspaces/import[?as_slug=NEW]` takes the bundle as the raw request body
-  (`Content-Type: application/zip`), spools it to a temporary file under the data dir (a zip is
+  (any content type, e.g. `application/octet-stream`), spools it to a temporary file under the data dir (a zip is
   read from its end), then validates and imports it all or nothing. Like `POST /api/workspaces`,
   any valid token may import, and it grants nothing: the new workspace gets its own tokens.
   The body limit here is `MAX_BUNDLE_BYTES`, not the API's 2 MiB (api/app.py exempts this path).
@@ -63,7 +63,8 @@ def export_workspace(workspace_id: uuid.UUID, principal: CurrentPrincipal, servi
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            # Any content type is read as the bundle's bytes; octet-stream is what generic clients send.
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
 )
