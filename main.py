@@ -8,6 +8,8 @@ uv run main.py token list --workspace SLUG
 uv run main.py token revoke ID
 uv run main.py worker [--worker-id ID]     # executes runs and chat answers only (PostgreSQL)
 uv run main.py --no-executor              # dashboard + API only; workers execute
+uv run main.py export --workspace SLUG --output FILE.agentdeck   # the workspace and its whole history
+uv run main.py import FILE.agentdeck [--as NEW_SLUG]             # all or nothing
 """
 
 from __future__ import annotations
@@ -82,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="execute team runs and chat answers, without the dashboard")
     _common_options(worker, suppress=True)
+
+    export = commands.add_parser("export", help="export a workspace with its whole history to a bundle")
+    export.add_argument("--workspace", required=True, help="workspace slug")
+    export.add_argument("--output", required=True, help="bundle file to write, e.g. acme.agentdeck")
+    _common_options(export, suppress=True)
+    import_ = commands.add_parser("import", help="import a bundle as a new workspace (all or nothing)")
+    import_.add_argument("file", help="a .agentdeck bundle")
+    import_.add_argument("--as", dest="as_slug", help="slug for the new workspace (default: the bundle's)")
+    _common_options(import_, suppress=True)
     return parser
 
 
@@ -284,6 +295,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"{ws.slug}\t{ws.name}\t{ws.id}")
         elif args.command == "token":
             token_command(args, services)
+        elif args.command in {"export", "import"}:
+            bundle_command(args, services)
         return 0
     except DomainError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -317,6 +330,19 @@ def token_command(args: argparse.Namespace, services) -> None:  # type: ignore[n
             raise InvalidInput(f"{args.id!r} is not a token id") from exc
         token = tokens.revoke(token_id)
         print(f"revoked token {token.name!r} ({token.id})")
+
+
+def bundle_command(args: argparse.Namespace, services) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    if args.command == "export":
+        ws = services.workspaces.get_by_slug(args.workspace)
+        size = services.bundles.export_to(ws.id, Path(args.output))
+        print(f"exported workspace {ws.slug} to {args.output} ({size:,} bytes)")
+    else:
+        result = services.bundles.import_file(Path(args.file), args.as_slug, actor="system")
+        rows = sum(result.rows.values())
+        print(f"imported workspace {result.slug} ({result.workspace_id}): {rows:,} rows, {result.files:,} run files")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Match
 from api import (
     agents,
     analytics,
+    bundles,
     context,
     events,
     health,
@@ -28,6 +29,7 @@ from api import (
     metrics,
     run_inputs,
     runs,
+    templates,
     workspaces,
     ws,
 )
@@ -50,6 +52,8 @@ ROUTERS: list[APIRouter] = [
     analytics.router,
     llm_calls.router,
     metrics.router,
+    templates.router,
+    bundles.router,
 ]
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -67,7 +71,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     # The last one added runs first: oversized bodies are refused before they count as requests.
     if rate_limit is not None:
         app.add_middleware(RateLimit, limit=rate_limit)
-    app.add_middleware(BodySizeLimit, max_body=settings.max_body)
+    app.add_middleware(BodySizeLimit, max_body=settings.max_body, exempt=frozenset({bundles.IMPORT_PATH}))
     # Outermost: every request is measured, refused ones (413, 429) included.
     app.add_middleware(metrics.HttpMetrics)
 

@@ -50,12 +50,14 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.max_body = max_body
+        # Routes that enforce a limit of their own while streaming (bundle import).
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_api_path(scope["path"]):
+        if scope["type"] != "http" or not is_api_path(scope["path"]) or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

@@ -1,5 +1,8 @@
 """`--demo`: a `demo` workspace with a small team, so a new user sees a populated board at once.
 
+The team is the built-in templates' members (core/templates.py: "Software company" and
+"Assistant pair"), the same agents the empty board creates in one click.
+
 Seeding happens once. The workspace remembers it (settings["demo_seeded"]); until then each call
 adds whichever demo agents are missing, so a start that crashed half-way finishes the job, and
 after it an agent the user deleted or renamed stays that way. Two processes seeding at the same
@@ -14,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.errors import Conflict
 from core.schemas import AgentCreate, WorkspacePublic, WorkspaceUpdate
+from core.templates import ASSISTANT_PAIR, BUILTIN_BY_SLUG, SOFTWARE_COMPANY
 from core.workspaces import DEMO_SLUG
 
 if TYPE_CHECKING:
@@ -31,38 +35,12 @@ class DemoAgent:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-DEMO_AGENTS: tuple[DemoAgent, ...] = (
-    DemoAgent(
-        "Alice (PM)",
-        "product-manager",
-        {"focus": "user stories and acceptance criteria", "audience": "small teams new to LLM agents"},
-    ),
-    DemoAgent(
-        "Bob (Architect)",
-        "architect",
-        {"focus": "simple designs with few moving parts", "preferred_stack": ["Python", "SQLite"]},
-    ),
-    DemoAgent(
-        "Carol (Project Manager)",
-        "project-manager",
-        {"focus": "small tasks with explicit dependencies", "max_tasks": 8},
-    ),
-    DemoAgent(
-        "Dave (Engineer)",
-        "engineer",
-        {"focus": "readable code with type hints", "style": {"line_length": 100, "tests": "pytest"}},
-    ),
-    DemoAgent(
-        "Erin (QA)",
-        "qa-engineer",
-        {"focus": "edge cases and regressions", "test_framework": "pytest"},
-    ),
-    DemoAgent(
-        "Assistant",
-        "assistant",
-        {"notes": "Answers questions about the demo workspace."},
-        {"system_prompt": "You are a friendly assistant in the AgentDeck demo. Answer briefly and clearly."},
-    ),
+# The same teams a new user gets in one click from the empty board: the built-in templates.
+DEMO_TEMPLATES = (SOFTWARE_COMPANY, ASSISTANT_PAIR)
+DEMO_AGENTS: tuple[DemoAgent, ...] = tuple(
+    DemoAgent(member.name, member.definition, member.context, member.config)
+    for slug in DEMO_TEMPLATES
+    for member in BUILTIN_BY_SLUG[slug].members
 )
 
 

@@ -34,6 +34,8 @@ class EventType(StrEnum):
     RUN_FINISHED = "run_finished"
     RUN_INPUT_REQUESTED = "run_input_requested"
     RUN_INPUT_ANSWERED = "run_input_answered"
+    # A bundle was imported as this workspace (core/bundles.py): one summary event, not its history.
+    WORKSPACE_IMPORTED = "workspace_imported"
     LLM_TOKEN = "llm_token"
     # An LLM call started or finished (core/llm_calls.py).
     LLM_CALL = "llm_call"
@@ -137,6 +139,13 @@ class RunInputChanged(Payload):
     run_status: str | None
 
 
+class WorkspaceImported(Payload):
+    slug: str
+    rows: dict[str, int]
+    files: int
+    actor: str
+
+
 class LlmCall(Payload):
     call_id: uuid.UUID
     state: Literal["started", "finished"]
@@ -177,6 +186,7 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.RUN_INPUT_ANSWERED: RunInputChanged,
     EventType.LLM_TOKEN: LlmToken,
     EventType.LLM_CALL: LlmCall,
+    EventType.WORKSPACE_IMPORTED: WorkspaceImported,
     EventType.RESUME: Resume,
 }
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from core.agents import AgentService
 from core.analytics import AnalyticsService
+from core.bundles import BundleService
 from core.config import Settings
 from core.context import ContextService
 from core.db import Database
@@ -22,6 +23,7 @@ from core.run_inputs import RunInputService
 from core.runs import RunService
 from core.runtime.manager import Runtime
 from core.secrets import SecretBox
+from core.templates import TemplateService
 from core.tokens import TokenService
 from core.workspaces import WorkspaceService
 
@@ -46,9 +48,13 @@ class Services:
     analytics: AnalyticsService
     llm_calls: LlmCallService
     runtime: Runtime = field(init=False)
+    templates: TemplateService = field(init=False)
+    bundles: BundleService = field(init=False)
 
     def __post_init__(self) -> None:
         self.runtime = Runtime(self)
+        self.templates = TemplateService(self.db, self.agents)
+        self.bundles = BundleService(self.db, self.settings)
 
     _retention_task: asyncio.Task[None] | None = field(init=False, default=None)
     _follow_task: asyncio.Task[None] | None = field(init=False, default=None)

@@ -443,3 +443,27 @@ class LlmCall(SQLModel, table=True):
     ttft_ms: float | None = Field(default=None)
     created_at: datetime = _created_at()
     updated_at: datetime = _updated_at()
+
+
+class TeamTemplate(SQLModel, table=True):
+    """A user's saved team (issue 17): members (definition, name, config, context), default rounds,
+    budget and an example idea. Built-in templates live in code (core/templates.py), not here."""
+
+    __tablename__ = "team_templates"
+    __table_args__ = (
+        # Templates of a workspace by slug (list and instantiate).
+        sa.UniqueConstraint("workspace_id", "slug"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    workspace_id: uuid.UUID = _fk("workspaces.id", "CASCADE")
+    slug: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", sa_type=sa.Text)
+    # [{"definition": slug, "name": str, "config": {...}, "context": {...}}, ...]
+    members: list[dict[str, Any]] = _json(list)
+    n_rounds: int = Field(default=5)
+    investment: float = Field(default=3.0)
+    idea: str = Field(default="", sa_type=sa.Text)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _updated_at()

@@ -26,7 +26,9 @@ from core.registry import BUILTIN_ROLE_KINDS
 from core.schemas import AgentPublic, DefinitionPublic, ProjectPublic, WorkspacePublic
 from core.services import get_services
 from core.status import AgentStatus
+from core.templates import TemplatePublic
 from ui import live
+from ui.teams import team_offer
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, STATUS_COLORS
 
@@ -170,8 +172,10 @@ class Board:
         definitions: list[DefinitionPublic],
         projects: list[ProjectPublic],
         total: int,
+        templates: list[TemplatePublic] | None = None,
     ) -> None:
         self.workspace = workspace
+        self.templates = templates or []
         self.definitions = {d.slug: d for d in definitions}
         self.projects = {str(p.id): p for p in projects}
         self.total = total
@@ -222,6 +226,7 @@ class Board:
             ui.icon("smart_toy").classes("text-5xl text-slate-300")
             self.empty_title = ui.label().classes("text-lg font-medium").mark("board-empty")
             self.empty_hint = ui.label().classes(f"text-sm {MUTED} text-center")
+            self.team_offer = team_offer(self.workspace, self.templates)  # issue 17: a team in one click
         self.empty = empty
         with ui.row().classes("w-full items-center justify-center gap-3"):
             self.shown = ui.label().classes(f"text-sm {MUTED}").mark("shown-count")
@@ -248,6 +253,7 @@ class Board:
         self.shown.set_visibility(bool(self.next_cursor))
         self.more.set_visibility(bool(self.next_cursor))
         self.empty.set_visibility(not shown and not self.loading)
+        self.team_offer.set_visibility(not self.filters.active)
         if self.filters.active:
             self.empty_title.set_text("No agent matches these filters")
             self.empty_hint.set_text("Change or clear the filters above.")
@@ -403,14 +409,15 @@ async def board_page(new: str | None = None) -> None:
     """`/?new=<definition slug>` opens the new-agent dialog with that definition (from the catalog)."""
     with frame("Agents") as workspace:
         services = get_services()
-        definitions, projects, counts = await run.io_bound(
+        definitions, projects, counts, templates = await run.io_bound(
             lambda: (
                 services.agents.definitions(),
                 services.workspaces.list_projects(workspace.id),
                 services.workspaces.counts(workspace.id),
+                services.templates.list(workspace.id),
             )
         )
-        board = Board(workspace, definitions, projects, counts["agents"])
+        board = Board(workspace, definitions, projects, counts["agents"], templates)
         # Subscribe before the first page is read: nothing that changes meanwhile is missed.
         live.subscribe(EventFilter(workspace_id=workspace.id), board.on_event)
         await board.reload()

@@ -1,4 +1,8 @@
-"""The catalog (SPEC §11, route `/catalog`): the agent definitions agents are created from.
+"""The catalog (SPEC §11, route `/catalog`): team templates and the agent definitions agents are
+created from.
+
+Team templates (issue 17) come first: the built-ins and the workspace's saved ones, each with its
+members and a "Create team" button; "New template from agents" saves a hand-picked set.
 
 Built-ins (the five MetaGPT SOP roles and the generic assistant) and plugins' definitions, each
 with its role kind, source, version and its config schema as a readable table of properties
@@ -12,9 +16,12 @@ from typing import Any
 
 from nicegui import APIRouter, run, ui
 
-from core.schemas import DefinitionPublic
+from core.errors import DomainError
+from core.schemas import DefinitionPublic, WorkspacePublic
 from core.services import get_services
+from core.templates import TemplatePublic
 from ui.board import ICON, MUTED, ROLE_ICONS, catalog_order
+from ui.teams import SaveTemplateDialog, create_team
 from ui.theme import frame
 
 router = APIRouter()
@@ -123,9 +130,85 @@ def definition_card(definition: DefinitionPublic) -> None:
                     )
 
 
+def template_card(workspace: WorkspacePublic, template: TemplatePublic, on_delete: Any) -> None:
+    with ui.card().classes("w-full p-5 gap-3 rounded-xl shadow-sm").mark(f"template template-{template.slug}"):
+        with ui.row().classes("w-full items-start no-wrap gap-3"):
+            ui.icon("groups").classes(ICON)
+            with ui.column().classes("gap-1 min-w-0 grow"):
+                with ui.row().classes("items-center gap-2"):
+                    ui.label(template.name).classes("text-lg font-semibold").mark("template-title")
+                    ui.label(template.slug).classes(
+                        "font-mono text-xs px-1.5 py-0.5 rounded bg-slate-100 dark:bg-slate-700"
+                    )
+                ui.label(template.description or "No description.").classes(f"text-sm {MUTED}")
+            ui.chip(
+                "built-in" if template.builtin else "saved here",
+                icon="verified" if template.builtin else "bookmark",
+                color="green-1" if template.builtin else "blue-1",
+            ).props("dense square").classes("shrink-0 max-sm:hidden")
+        with ui.row().classes("w-full gap-1"):
+            for member in template.members:
+                ui.chip(f"{member.name} · {member.definition}").props("dense square outline").mark("template-member")
+        with ui.row().classes("w-full items-center gap-2 text-sm"):
+            ui.label(f"{template.n_rounds} rounds · ${template.investment:,.2f} budget").classes(MUTED)
+            if template.idea:
+                ui.label(f"· e.g. {template.idea}").classes(f"{MUTED} truncate min-w-0")
+            ui.space()
+            if not template.builtin:
+                ui.button("Delete", icon="delete", on_click=lambda: on_delete(template)).props(
+                    "flat dense no-caps color=negative"
+                ).mark(f"delete-template-{template.slug}")
+
+            async def create() -> None:
+                await create_team(workspace, template)
+
+            ui.button("Create team", icon="group_add", on_click=create).props("unelevated dense no-caps").mark(
+                f"create-team-{template.slug}"
+            )
+
+
+class TemplateSection:
+    """Built-in and saved team templates; a new one from a hand-picked set of agents."""
+
+    def __init__(self, workspace: WorkspacePublic) -> None:
+        self.workspace = workspace
+        with ui.row().classes("w-full items-center gap-2"):
+            ui.label("Team templates").classes("text-xl font-semibold")
+            ui.space()
+            ui.button("New template from agents", icon="playlist_add", on_click=self.new).props("outline no-caps").mark(
+                "new-template"
+            )
+        self.list = ui.column().classes("w-full gap-4").mark("templates")
+
+    async def refresh(self) -> None:
+        templates = await run.io_bound(get_services().templates.list, self.workspace.id)
+        if templates is None:
+            return
+        self.list.clear()
+        with self.list:
+            for template in templates:
+                template_card(self.workspace, template, self.delete)
+
+    async def new(self) -> None:
+        page = await run.io_bound(get_services().agents.list, self.workspace.id, limit=500)
+        if page is None:
+            return
+        SaveTemplateDialog(self.workspace, pick_from=page.items, on_saved=lambda _: self.refresh()).open()
+
+    async def delete(self, template: TemplatePublic) -> None:
+        try:
+            await run.io_bound(get_services().templates.delete, self.workspace.id, template.slug)
+        except DomainError as exc:
+            ui.notify(str(exc), type="negative")
+        await self.refresh()
+
+
 @router.page("/catalog")
 async def catalog_page() -> None:
-    with frame("Catalog"):
+    with frame("Catalog") as workspace:
+        section = TemplateSection(workspace)
+        await section.refresh()
+        ui.label("Agent definitions").classes("text-xl font-semibold mt-4")
         definitions = await run.io_bound(get_services().agents.definitions)
         builtins = sum(d.source == "builtin" for d in definitions)
         ui.label(

@@ -337,6 +337,9 @@ class RunView:
                 self.llm_slot = ui.row().classes("items-center gap-1")
                 self.times = ui.label().classes(f"text-xs {MUTED}").mark("run-times")
                 ui.space()
+                ui.button("Save team as template", icon="bookmark_add", on_click=self._save_team).props(
+                    "flat no-caps"
+                ).mark("run-save-template")  # issue 17
                 self.cancel_button = (
                     ui.button("Cancel run", icon="stop_circle", on_click=lambda: self.cancel_dialog.open())
                     .props("outline no-caps color=negative")
@@ -366,6 +369,20 @@ class RunView:
                     self.tokens = ui.label().classes("font-medium").mark("run-tokens")
                     self.token_split = ui.label().classes(f"text-xs {MUTED}")
         self.round_no = 0
+
+    async def _save_team(self) -> None:
+        from ui.teams import SaveTemplateDialog
+
+        run_ = self.run
+        ids = await run.io_bound(get_services().templates.run_team, run_.id, self.workspace.id)
+        if ids is None:
+            return
+        if not ids:
+            ui.notify("None of this run's agents exists any more", type="warning")
+            return
+        SaveTemplateDialog(
+            self.workspace, lambda: ids, n_rounds=run_.n_rounds, investment=run_.investment, idea=run_.idea
+        ).open()
 
     def _build_transcript(self) -> None:
         with ui.row().classes("w-full items-center gap-2"):

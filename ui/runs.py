@@ -25,10 +25,12 @@ from core.runs import FINISHED, RunCreate, RunPublic
 from core.runtime_labels import DEMO_MODEL_LABEL
 from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
+from core.templates import TemplatePublic
 from core.workspaces import code_execution_enabled
 from ui import live
 from ui.components import validation_messages
 from ui.format import esc, full_time, markup, when
+from ui.teams import prefill, team_offer
 from ui.theme import frame
 from ui.widgets import demo_model_chip, run_status_badge
 
@@ -124,7 +126,13 @@ class StartRunCard:
     """Members, idea, rounds and budget; core validates (one agent per MetaGPT role kind, no busy
     agent) and its refusal is shown as it says it."""
 
-    def __init__(self, workspace: WorkspacePublic, agents: list[AgentPublic], profile: LlmProfilePublic | None) -> None:
+    def __init__(
+        self,
+        workspace: WorkspacePublic,
+        agents: list[AgentPublic],
+        profile: LlmProfilePublic | None,
+        templates: list[TemplatePublic] | None = None,
+    ) -> None:
         self.workspace = workspace
         self.agents = {str(a.id): a for a in agents}
         with ui.card().classes(CARD).mark("start-run"):
@@ -140,6 +148,7 @@ class StartRunCard:
                     ui.icon("info", size="xs").classes("text-slate-400")
                     ui.label("This workspace has no agents yet.").classes(f"text-sm {MUTED}")
                     ui.link("Create some on the Agents board", "/").classes("text-sm")
+                team_offer(workspace, templates or [])  # issue 17: a team in one click
             options = {key: self._option(a) for key, a in self.agents.items()}
             self.members = (
                 ui.select(options, multiple=True, label="Team members", value=[])
@@ -266,6 +275,8 @@ class StartRunCard:
             return
         finally:
             self.button.props(remove="loading")
+        if started is None:  # NiceGUI cancelled the call (client gone or server stopping)
+            return
         ui.navigate.to(f"/runs/{started.id}")
 
 
@@ -447,16 +458,19 @@ class RunList:
 
 
 @router.page("/runs")
-async def runs_page() -> None:
+async def runs_page(template: str | None = None, team: str | None = None) -> None:
+    """`/runs?template=<slug>&team=<id>,<id>` opens with that team selected and the template's idea."""
     with frame("Runs") as workspace:
         services = get_services()
-        agents, profiles = await run.io_bound(
+        agents, profiles, templates = await run.io_bound(
             lambda: (
                 services.agents.list(workspace.id, limit=MAX_PICKER_AGENTS).items,
                 services.llm_profiles.list(workspace.id),
+                services.templates.list(workspace.id),
             )
         )
-        StartRunCard(workspace, agents, default_profile(profiles))
+        card = StartRunCard(workspace, agents, default_profile(profiles), templates)
+        prefill(card, next((t for t in templates if t.slug == template), None), team, agents)
         runs = RunList(workspace)
         # Subscribe before the first page is read: a run that starts or ends meanwhile is not missed.
         live.subscribe(

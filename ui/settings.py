@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi.responses import StreamingResponse
 from nicegui import APIRouter, run, ui
 from pydantic import SecretStr, ValidationError
 
@@ -431,6 +432,99 @@ def workspace_section(workspace: WorkspacePublic) -> None:
             ).mark("code-execution")
 
 
+@router.get("/settings/export/{workspace_id}", include_in_schema=False)
+def export_download(workspace_id: uuid.UUID) -> StreamingResponse:
+    """The bundle, streamed as it is made (behind the dashboard login when a password is set)."""
+    services = get_services()
+    workspace = services.workspaces.get(workspace_id)
+    return StreamingResponse(
+        services.bundles.export_chunks(workspace.id),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{workspace.slug}.agentdeck"'},
+    )
+
+
+class Bundles:
+    """Export this workspace to a bundle; import a bundle as a new workspace (issue 17).
+
+    The upload shows its own progress bar (Quasar's uploader); the import then reports rows
+    written from its worker thread into `self.done`, which a timer copies to the progress bar
+    (NiceGUI elements are touched on the event loop only)."""
+
+    def __init__(self, workspace: WorkspacePublic) -> None:
+        self.workspace = workspace
+        self.done = (0, 0)
+        with ui.card().classes(SECTION).mark("bundles"):
+            section_header(
+                "Export and import",
+                "A bundle holds the workspace with its whole history: agents, context versions, messages, runs "
+                "and their files, LLM profiles without their keys. API tokens stay here.",
+            )
+            with ui.row().classes("w-full items-center gap-3"):
+                ui.button(
+                    f"Download {workspace.slug}.agentdeck",
+                    icon="download",
+                    on_click=lambda: ui.download.from_url(f"/settings/export/{workspace.id}"),
+                ).props("outline no-caps").mark("bundle-export")
+                ui.label("Your browser shows the download's progress.").classes(f"text-sm {MUTED}")
+            ui.separator()
+            ui.label("Import a bundle as a new workspace").classes("font-medium")
+            self.slug = (
+                ui.input("New slug (optional)", placeholder="the bundle's own slug")
+                .props("outlined dense")
+                .classes("w-72")
+                .mark("bundle-import-slug")
+            )
+            self.upload = (
+                ui.upload(label="Choose a .agentdeck file", auto_upload=True, on_upload=self.imported)
+                .props('accept=".agentdeck,.zip" flat bordered')
+                .classes("w-full max-w-xl")
+                .mark("bundle-upload")
+            )
+            self.progress = ui.linear_progress(value=0, show_value=False, size="8px").props("rounded")
+            self.progress.mark("bundle-import-progress")
+            self.progress.set_visibility(False)
+            self.result = ui.label().classes("text-sm whitespace-pre-wrap").mark("bundle-import-result")
+        self.timer = ui.timer(0.3, self._show_progress, active=False)
+
+    def _report(self, done: int, total: int) -> None:  # called from the import's thread
+        self.done = (done, total)
+
+    def _show_progress(self) -> None:
+        done, total = self.done
+        self.progress.set_value(done / total if total else 0)
+
+    async def imported(self, event: Any) -> None:
+        spool = get_services().settings.data_dir / "tmp"
+        spool.mkdir(parents=True, exist_ok=True)
+        path = spool / f"upload-{uuid.uuid4().hex}.agentdeck"
+        self.result.classes(remove="text-negative text-positive")
+        try:
+            await event.file.save(path)
+            self.done = (0, 0)
+            self.progress.set_visibility(True)
+            self.timer.activate()
+            new_slug = (self.slug.value or "").strip() or None
+            result = await run.io_bound(
+                get_services().bundles.import_file, path, new_slug, "user", progress=self._report
+            )
+        except DomainError as exc:
+            self.result.set_text(f"Not imported: {exc}")
+            self.result.classes("text-negative")
+            return
+        finally:
+            path.unlink(missing_ok=True)
+            self.timer.deactivate()
+            self.upload.reset()
+        if result is None:
+            return
+        self.progress.set_value(1)
+        rows = sum(result.rows.values())
+        self.result.set_text(f"Imported workspace {result.slug}: {rows:,} rows and {result.files:,} run files.")
+        self.result.classes("text-positive")
+        ui.notify(f"Workspace {result.slug} imported: switch to it in the header", type="positive")
+
+
 @router.page("/settings")
 async def settings_page() -> None:
     with frame("Settings") as workspace:
@@ -439,3 +533,4 @@ async def settings_page() -> None:
         workspace_section(workspace)
         await profiles.refresh()
         await tokens.refresh()
+        Bundles(workspace)

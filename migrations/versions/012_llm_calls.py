@@ -1,7 +1,7 @@
 """Every LLM call recorded: the llm_calls table with its keyset and analytics indexes.
 
 Revision ID: 012
-Revises: 009
+Revises: 011
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 import storage.types
 
 revision: str = "012"
-down_revision: str | None = "009"
+down_revision: str | None = "011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,95 @@
+"""Team templates (issue 17): list, save (a definition, a hand-picked set of agents, a run's
+team) and instantiate into a workspace in one call.
+
+Templates a token sees are the built-ins and its own workspace's; instantiating creates the agents
+through the same service as `POST /api/agents` (names de-duplicated: "Alice (PM) 2").
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
+
+from api.common import AUTH_ERRORS, errors
+from api.deps import CurrentPrincipal, ServicesDep
+from core.schemas import AgentPublic, Description, Name, Slug
+from core.templates import InstantiateRequest, TemplateCreate, TemplateFromAgents, TemplatePublic
+
+router = APIRouter(prefix="/api/templates", tags=["templates"], responses=AUTH_ERRORS)
+
+
+class TemplateFromRun(BaseModel):
+    run_id: uuid.UUID
+    slug: Slug
+    name: Name
+    description: Description = ""
+
+
+@router.get("", response_model=list[TemplatePublic])
+def list_templates(principal: CurrentPrincipal, services: ServicesDep) -> list[TemplatePublic]:
+    """The built-in templates, then the workspace's own."""
+    return services.templates.list(principal.workspace())
+
+
+@router.post("", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses=errors(409))
+def create_template(data: TemplateCreate, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
+    """Save a template given member by member (definition slug, name, config, context)."""
+    return services.templates.create(principal.workspace(), data)
+
+
+@router.post(
+    "/from-agents", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses=errors(404, 409)
+)
+def create_from_agents(data: TemplateFromAgents, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
+    """Save a hand-picked set of the workspace's agents (their config and current context)."""
+    return services.templates.create_from_agents(principal.workspace(), data)
+
+
+@router.post(
+    "/from-run", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses=errors(404, 409)
+)
+def create_from_run(data: TemplateFromRun, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
+    """Save a run's team, with the run's rounds, budget and idea as the template's defaults."""
+    scope = principal.workspace()
+    run = services.runs.get(data.run_id, scope=scope)
+    agent_ids = services.templates.run_team(run.id, scope)
+    return services.templates.create_from_agents(
+        scope,
+        TemplateFromAgents(
+            slug=data.slug,
+            name=data.name,
+            description=data.description,
+            agent_ids=agent_ids,
+            n_rounds=run.n_rounds,
+            investment=run.investment,
+            idea=run.idea,
+        ),
+    )
+
+
+@router.get("/{slug}", response_model=TemplatePublic, responses=errors(404))
+def get_template(slug: str, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
+    return services.templates.get(slug, principal.workspace())
+
+
+@router.delete("/{slug}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404, 409))
+def delete_template(slug: str, principal: CurrentPrincipal, services: ServicesDep) -> Response:
+    """Delete one of the workspace's templates (built-ins are 409)."""
+    services.templates.delete(principal.workspace(), slug)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{slug}/instantiate",
+    response_model=list[AgentPublic],
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404, 422),
+)
+def instantiate(
+    slug: str, data: InstantiateRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> list[AgentPublic]:
+    """Create the template's agents in the workspace; the created agents, in template order."""
+    scope = principal.workspace(data.workspace_id)
+    return services.templates.instantiate(slug, scope, data.project_id, actor=principal.actor)
