@@ -22,8 +22,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -96,7 +98,8 @@ class DurableHost:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
-        self.executor_id = self.settings.worker_id or default_executor_id(self.settings.data_dir)
+        self._base_executor_id = self.settings.worker_id or default_executor_id(self.settings.data_dir)
+        self.executor_id = self._base_executor_id
         self.sessions: dict[uuid.UUID, TeamSession] = {}
         # (checkpoint seconds, round seconds incl. the checkpoint) of every round played here (bench/).
         self.round_stats: list[tuple[float, float]] = []
@@ -108,6 +111,7 @@ class DurableHost:
         self.run_queue: Queue | None = None
         self.chat_queue: Queue | None = None
         self._liveness: Any = None  # PostgreSQL: the connection holding our executor id's lock
+        self._dir_lock: Any = None  # SQLite: the open file holding <data dir>/dbos.lock
         self._sweeper: threading.Thread | None = None
         self._sweep_stop = threading.Event()
 
@@ -135,6 +139,27 @@ class DurableHost:
                 "give each process its own with --worker-id (AGENTDECK_WORKER_ID)"
             )
         self._liveness = conn
+
+    def _claim_sqlite_data_dir(self) -> bool:
+        """SQLite: one executing process per data dir, held by an OS file lock (released when the
+        process dies). False if another live process holds it."""
+        if not self.settings.is_sqlite:
+            return True
+        if self._dir_lock is not None:
+            return True
+        handle = (self.settings.data_dir / "dbos.lock").open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._dir_lock = handle
+        return True
+
+    def _release_sqlite_data_dir(self) -> None:
+        handle, self._dir_lock = self._dir_lock, None
+        if handle is not None:
+            handle.close()  # closing drops the lock
 
     def check_executor_id_free(self) -> None:
         """At startup, before serving: ExecutorIdInUse if a live process executes under our id."""
@@ -215,9 +240,16 @@ class DurableHost:
                 "max_executor_threads": max_runs + CHAT_CONCURRENCY + 8,
                 "log_level": "WARNING",
             }
+            self.executor_id = self._base_executor_id
+            config["executor_id"] = self.executor_id
+            executing = settings.executor and self._claim_sqlite_data_dir()
+            if settings.executor and not executing:
+                # Another live process executes this data dir's runs (SQLite is one executor):
+                # this one only queues, cancels and reads, under an id of its own.
+                config["executor_id"] = self.executor_id = f"{self._base_executor_id}-client-{os.getpid()}"
             DBOS(config=config)
             try:
-                if not settings.executor:
+                if not executing:
                     DBOS.listen_queues([])  # serves, enqueues and cancels; executes nothing
                 self._claim_executor_id()
                 DBOS.launch()
@@ -230,12 +262,13 @@ class DurableHost:
                 )
             except BaseException:
                 DBOS.destroy()
+                self._release_sqlite_data_dir()
                 raise
             self.launched, self.stopping = True, False
             _current = self
-            if settings.executor:
+            if executing:
                 self._close_orphans()
-            if self._liveness is not None and settings.executor:
+            if self._liveness is not None and executing:
                 self._sweeper = threading.Thread(target=self._sweep_loop, name="agentdeck-takeover", daemon=True)
                 self._sweeper.start()
             log.info("durable execution launched (executor %s, version %s)", self.executor_id, VERSION)
@@ -266,6 +299,7 @@ class DurableHost:
                 self._sweeper = None
             DBOS.destroy(workflow_completion_timeout_sec=0)
             self._release_executor_id()
+            self._release_sqlite_data_dir()
             self.launched = False
             if _current is self:
                 _current = None
