@@ -39,6 +39,12 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--password", default=default, help="dashboard password (AGENTDECK_PASSWORD)")
     parser.add_argument("--native", action="store_true", default=default, help="open a desktop window")
     parser.add_argument("--demo", action="store_true", default=default, help="seed a `demo` workspace")
+    parser.add_argument(
+        "--allow-unsandboxed-code",
+        action="store_true",
+        default=default,
+        help="without a working bubblewrap sandbox, still run generated code (with the server's rights)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(ws_create, suppress=True)
     ws_list = ws_commands.add_parser("list", help="list workspaces")
     _common_options(ws_list, suppress=True)
+    ws_set = ws_commands.add_parser("set", help="change a workspace's settings")
+    ws_set.add_argument("slug")
+    ws_set.add_argument("--code-execution", choices=["on", "off"], help="run generated code (in the sandbox)")
+    _common_options(ws_set, suppress=True)
 
     token = commands.add_parser("token", help="manage API tokens")
     token_commands = token.add_subparsers(dest="action", required=True)
@@ -82,6 +92,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "password": getattr(args, "password", None),
             "native": getattr(args, "native", None) or None,
             "demo": getattr(args, "demo", None) or None,
+            "allow_unsandboxed_code": getattr(args, "allow_unsandboxed_code", None) or None,
         }.items()
         if value is not None
     }
@@ -218,6 +229,7 @@ def serve(settings: Settings) -> None:
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     from core.errors import DomainError
     from core.schemas import WorkspaceCreate
+    from core.workspaces import code_execution_enabled
 
     services = prepare(settings)
     try:
@@ -227,6 +239,11 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "workspace" and args.action == "list":
             for ws in services.workspaces.list():
                 print(f"{ws.slug}\t{ws.name}\t{ws.id}")
+        elif args.command == "workspace" and args.action == "set":
+            ws = services.workspaces.get_by_slug(args.slug)
+            if args.code_execution is not None:
+                ws = services.workspaces.set_code_execution(ws.id, args.code_execution == "on")
+            print(f"workspace {ws.slug}: code execution {'on' if code_execution_enabled(ws.settings) else 'off'}")
         elif args.command == "token":
             token_command(args, services)
         return 0

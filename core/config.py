@@ -37,6 +37,22 @@ class Settings(BaseSettings):
     run_time_limit: int = 1800
     # Seconds allowed for creating a run's virtual environment and for each pip network wait.
     sandbox_timeout: int = 120
+    # Without a working bubblewrap, generated code runs only if the operator allows it unsandboxed.
+    allow_unsandboxed_code: bool = False
+    # The package index the sandbox installs generated requirements from (pip's default when unset).
+    pip_index_url: str | None = None
+    # Host names the server answers besides loopback ones (comma-separated), for Host and Origin.
+    allowed_hosts: str = ""
+    # LLM base_urls in private address ranges (refused outside loopback binds unless this is set).
+    allow_private_llm: bool = False
+    # Runs of one workspace that may be queued or running at once (more is 429).
+    max_concurrent_runs: int = 4
+    # WebSocket connections one token may hold open at once.
+    max_ws_per_token: int = 20
+    # Dashboard logins: wrong passwords allowed per client address (`limits` notation).
+    login_rate_limit: str = "10/minute"
+    # Seconds a dashboard login lasts.
+    session_seconds: int = 12 * 3600
     # Import MetaGPT in the background at startup so the first run starts at once.
     preload_runtime: bool = True
     # WebSocket keep-alive: a ping every N seconds; a client silent this long is closed.

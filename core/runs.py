@@ -77,6 +77,7 @@ class RunPublic(Public):
     error: str
     llm_label: str
     code_execution: bool
+    sandbox: str = ""
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
@@ -162,6 +163,13 @@ class RunService:
         return Page[RunPublic](items=items, next_cursor=next_cursor)
 
     # -- lifecycle (called by the runtime) -------------------------------------------------
+    def set_sandbox(self, run_id: uuid.UUID, mode: str) -> None:
+        """Record how the run's generated code runs (core/runtime/sandbox.py's modes)."""
+        with self.db.write() as session:
+            run = _run(session, run_id, None)
+            run.sandbox = mode
+            session.add(run)
+
     def mark_running(self, run_id: uuid.UUID, llm_label: str) -> RunPublic:
         with self.db.write() as session:
             run = _run(session, run_id, None)

@@ -300,7 +300,7 @@ class RunView:
     # -- layout ----------------------------------------------------------------------------
     def build(self, agents: dict[uuid.UUID, AgentPublic]) -> None:
         self._build_header()
-        code_execution_notice(self.run.code_execution, of_run=True)
+        code_execution_notice(self.run.code_execution, of_run=True, sandbox=self.run.sandbox)
         with ui.row().classes("w-full items-center gap-2"):
             ui.icon("groups").classes("text-xl text-slate-400")
             ui.label("Team").classes(SECTION_TITLE)

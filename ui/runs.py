@@ -37,10 +37,21 @@ ACTOR = "user"
 RUNS_PAGE = 20
 MAX_PICKER_AGENTS = 500
 
-CODE_ON = "Code execution is on: generated code runs only inside this run's own virtual environment."
+CODE_ON = (
+    "Code execution is on: generated code runs in a bubblewrap sandbox (only the run's folder writable, "
+    "no network, no server data or environment)."
+)
 CODE_OFF = "Code execution is off for this workspace: generated code will not be executed."
 # On a run's page: the switch as the run recorded it when created, not the workspace's today.
-RUN_CODE_ON = "Code execution is on for this run: generated code runs only inside its own virtual environment."
+RUN_CODE_ON = "Code execution is on for this run: generated code runs in a bubblewrap sandbox."
+# How a started run's code actually ran (runs.sandbox).
+RUN_SANDBOX = {
+    "bubblewrap": RUN_CODE_ON,
+    "unsandboxed": "Code execution for this run was UNSANDBOXED (allowed by the operator): generated code ran "
+    "with the server's rights.",
+    "unavailable": "Code execution was unavailable for this run (no sandbox on this server): generated code was "
+    "not executed.",
+}
 RUN_CODE_OFF = "Code execution is off for this run: generated code is not executed."
 
 # The events that carry a run's new state for the list of runs.
@@ -102,7 +113,7 @@ def profile_label(profile: LlmProfilePublic) -> str:
     return f"{profile.api_type} · {profile.model} (profile: {profile.name})"
 
 
-def code_execution_notice(enabled: bool, *, of_run: bool = False) -> ui.row:
+def code_execution_notice(enabled: bool, *, of_run: bool = False, sandbox: str = "") -> ui.row:
     colors = (
         "bg-sky-50 text-sky-900 border-sky-200 dark:bg-sky-500/10 dark:text-sky-100 dark:border-sky-800"
         if enabled
@@ -112,7 +123,10 @@ def code_execution_notice(enabled: bool, *, of_run: bool = False) -> ui.row:
     with ui.row().classes(f"w-full items-center gap-2 no-wrap rounded-lg border px-3 py-2 text-sm {colors}") as row:
         ui.icon("terminal" if enabled else "block", size="xs")
         texts = (RUN_CODE_ON, RUN_CODE_OFF) if of_run else (CODE_ON, CODE_OFF)
-        ui.label(texts[0] if enabled else texts[1]).mark("code-execution-notice")
+        text = texts[0] if enabled else texts[1]
+        if of_run and enabled and sandbox in RUN_SANDBOX:
+            text = RUN_SANDBOX[sandbox]
+        ui.label(text).mark("code-execution-notice")
     return row
 
 

@@ -423,8 +423,10 @@ def workspace_section(workspace: WorkspacePublic) -> None:
             with ui.column().classes("gap-0 grow"):
                 ui.label("Code execution").classes("font-medium")
                 ui.label(
-                    "Generated code runs only inside each run's own virtual environment; "
-                    "off means it is never executed or installed."
+                    "Off by default. When on, the QA engineer's generated code runs in a bubblewrap sandbox: "
+                    "only the run's own folder is writable, no network while it runs (installs take plain "
+                    "`name==version` packages from the package index only), no server data, home or "
+                    "environment, with CPU, memory, process, file-size and time limits."
                 ).classes(f"text-sm {MUTED}")
             ui.switch(value=code_execution_enabled(workspace.settings), on_change=save).props(
                 'aria-label="Code execution"'

@@ -49,7 +49,7 @@ from core.runtime.roles import (
     build_team_role,
     split_context_update,
 )
-from core.runtime.sandbox import Sandbox
+from core.runtime import sandbox as sandboxing
 from core.status import AgentStatus
 
 log = logging.getLogger(__name__)
@@ -313,19 +313,14 @@ async def execute_run(
     recorder = RuntimeRecorder(services, run.workspace_id, choice, run_id)
     CURRENT_RECORDER.set(recorder)
     try:
-        sandbox: Sandbox | None = None
-        if code_execution:
-            sandbox = await asyncio.to_thread(Sandbox.create, run_dir / "venv", sandbox_timeout)
+        mode, sandbox = await sandboxing.prepare(
+            services, run_id, run.workspace_id, run_dir, code_execution, sandbox_timeout
+        )
         ctx = _make_context(choice, run_dir / "workspace", run.investment)
-        if sandbox is not None:
-            ctx.sandbox_env = sandbox.environ()
         env = RecordingEnvironment(context=ctx, desc=f"an AgentDeck team run on: {run.idea[:200]}")
         roles = [build_team_role(b, ctx, choice.make_llm()) for b in bindings]
-        if not code_execution:
-            from core.runtime.sandbox import disable_code_execution
-
-            for role in roles:
-                disable_code_execution(role)
+        for role in roles:
+            sandboxing.contain(role, mode, sandbox)
         team = Team(env=env, context=ctx)
         team.hire(roles)
         team.invest(run.investment)
