@@ -15,8 +15,8 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import sys
+import threading
 import uuid
 import zipfile
 from collections.abc import Iterator

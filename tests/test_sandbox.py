@@ -39,7 +39,7 @@ SOP = [
     ("qa-engineer", "Edward"),
 ]
 
-PROBE = r'''
+PROBE = r"""
 import json, os, socket, pathlib
 found = {}
 ours = {"PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "PWD",
@@ -75,13 +75,11 @@ for target in (OUTSIDE, str(data_dir / "pwned.txt")):
     except Exception:
         pass
 print("PROBE" + json.dumps(found) + "PROBE")
-'''
+"""
 
 
 def probe_code(data_dir: Path, llm_port: int, outside: Path) -> str:
-    return (
-        f"DATA_DIR = {str(data_dir)!r}\nLLM_PORT = {llm_port}\nOUTSIDE = {str(outside)!r}\n" + PROBE
-    )
+    return f"DATA_DIR = {str(data_dir)!r}\nLLM_PORT = {llm_port}\nOUTSIDE = {str(outside)!r}\n" + PROBE
 
 
 def responder_with_probe(code: str, requirements: list[str] | None = None) -> Any:

@@ -33,6 +33,7 @@ from metagpt.utils.common import NoMoneyException, any_to_str
 from core.context import ContextUpdate
 from core.errors import DomainError
 from core.events import EventType, append_event
+from core.runtime import sandbox as sandboxing
 from core.runtime.observe import (
     CURRENT_RECORDER,
     AgentBinding,
@@ -49,7 +50,6 @@ from core.runtime.roles import (
     build_team_role,
     split_context_update,
 )
-from core.runtime import sandbox as sandboxing
 from core.status import AgentStatus
 
 log = logging.getLogger(__name__)

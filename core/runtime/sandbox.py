@@ -30,6 +30,7 @@ but without the filesystem and network boundary. A run records which mode it use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -217,12 +218,22 @@ class Sandbox:
 
     @classmethod
     def create(
-        cls, venv: Path, timeout: float, *, root: Path | None = None, mode: str = MODE_BWRAP, index_url: str | None = None
+        cls,
+        venv: Path,
+        timeout: float,
+        *,
+        root: Path | None = None,
+        mode: str = MODE_BWRAP,
+        index_url: str | None = None,
     ) -> Sandbox:
         """A fresh venv (with pip, from the base interpreter, no access to the app's packages)."""
         venv.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [_base_python(), "-m", "venv", str(venv)], check=True, timeout=timeout, capture_output=True, env=_clean_env()
+            [_base_python(), "-m", "venv", str(venv)],
+            check=True,
+            timeout=timeout,
+            capture_output=True,
+            env=_clean_env(),
         )
         return cls(venv=venv, timeout=timeout, root=root or venv.parent / "workspace", mode=mode, index_url=index_url)
 
@@ -357,10 +368,8 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             process.kill()
-        except OSError:
-            pass
 
 
 def _base_python() -> str:
@@ -471,7 +480,9 @@ def _note_instead(role: Role, note: str) -> None:
     object.__setattr__(role, "_run_code", _run_code_disabled)
 
 
-async def prepare(services: Any, run_id: Any, workspace_id: Any, run_dir: Path, code_execution: bool, timeout: float) -> tuple[str, Sandbox | None]:
+async def prepare(
+    services: Any, run_id: Any, workspace_id: Any, run_dir: Path, code_execution: bool, timeout: float
+) -> tuple[str, Sandbox | None]:
     """The run's execution mode, recorded on the run, and its sandbox when code will run."""
     settings = services.settings
     mode = execution_mode(code_execution, settings.allow_unsandboxed_code)
@@ -479,7 +490,12 @@ async def prepare(services: Any, run_id: Any, workspace_id: Any, run_dir: Path, 
     if mode not in {MODE_BWRAP, MODE_UNSANDBOXED}:
         return mode, None
     sandbox = await asyncio.to_thread(
-        Sandbox.create, run_dir / "venv", timeout, root=run_dir / "workspace", mode=mode, index_url=settings.pip_index_url
+        Sandbox.create,
+        run_dir / "venv",
+        timeout,
+        root=run_dir / "workspace",
+        mode=mode,
+        index_url=settings.pip_index_url,
     )
     (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
 
@@ -487,7 +503,9 @@ async def prepare(services: Any, run_id: Any, workspace_id: Any, run_dir: Path, 
         from core.events import EventType, append_event
 
         with services.db.write() as session:
-            append_event(session, EventType.AGENT_ACTIVITY, workspace_id, {"activity": "sandbox", **detail}, run_id=run_id)
+            append_event(
+                session, EventType.AGENT_ACTIVITY, workspace_id, {"activity": "sandbox", **detail}, run_id=run_id
+            )
 
     sandbox.on_event = record
     return mode, sandbox
