@@ -483,7 +483,16 @@ def _note_instead(role: Role, note: str) -> None:
 async def prepare(
     services: Any, run_id: Any, workspace_id: Any, run_dir: Path, code_execution: bool, timeout: float
 ) -> tuple[str, Sandbox | None]:
-    """The run's execution mode, recorded on the run, and its sandbox when code will run."""
+    """Confine the run's file writes to its folder; decide (and record on the run) how its
+    generated code runs; make its sandbox when code will run."""
+    from core.events import EventType, append_event
+    from core.runtime import files
+
+    def record(detail: dict[str, Any]) -> None:
+        with services.db.write() as session:
+            append_event(session, EventType.AGENT_ACTIVITY, workspace_id, detail, run_id=run_id)
+
+    files.confine(run_dir / "workspace", record)
     settings = services.settings
     mode = execution_mode(code_execution, settings.allow_unsandboxed_code)
     services.runs.set_sandbox(run_id, mode)
@@ -497,17 +506,7 @@ async def prepare(
         mode=mode,
         index_url=settings.pip_index_url,
     )
-    (run_dir / "workspace").mkdir(parents=True, exist_ok=True)
-
-    def record(detail: dict[str, Any]) -> None:
-        from core.events import EventType, append_event
-
-        with services.db.write() as session:
-            append_event(
-                session, EventType.AGENT_ACTIVITY, workspace_id, {"activity": "sandbox", **detail}, run_id=run_id
-            )
-
-    sandbox.on_event = record
+    sandbox.on_event = lambda detail: record({"activity": "sandbox", **detail})
     return mode, sandbox
 
 
