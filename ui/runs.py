@@ -28,6 +28,7 @@ from core.workspaces import code_execution_enabled
 from ui import live
 from ui.components import validation_messages
 from ui.format import esc, full_time, markup, when
+from ui.safe_props import with_props
 from ui.theme import frame
 from ui.widgets import demo_model_chip, run_status_badge
 
@@ -250,15 +251,13 @@ class RunRow:
 
     def __init__(self, run: RunPublic) -> None:
         self.run = run
-        self.card = (
-            ui.link(target=f"/runs/{run.id}")
-            .classes(
+        self.card = with_props(
+            ui.link(target=f"/runs/{run.id}").classes(
                 "w-full no-underline text-inherit rounded-xl border border-slate-200 dark:border-slate-700 "
                 "bg-[#fff] dark:bg-slate-800 p-4 flex flex-col gap-2 shadow-sm hover:shadow-md transition-shadow"
-            )
-            .props(f"data-run-id={run.id}")
-            .mark(f"run-row run-{run.id}")
-        )
+            ),
+            {"data-run-id": str(run.id)},
+        ).mark(f"run-row run-{run.id}")
         self.render()
 
     def update(self, run: RunPublic) -> None:
