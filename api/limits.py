@@ -3,12 +3,14 @@ database work, so a refused request costs next to nothing.
 
 - `BodySizeLimit`: an /api request body over `max_body` bytes is answered 413 — at once when its
   Content-Length says so, or as soon as the bytes of a chunked body pass the limit.
-- `RateLimit`: a moving window per token (`limits`, in memory, per process) over /api requests
-  and /ws handshakes; over it → 429 with Retry-After. Requests without a token count against
-  their client address. /api/health is exempt: load balancers and start-up probes poll it.
+- `RateLimit`: a moving window (`limits`, in memory, per process) over /api requests and /ws
+  handshakes; over it → 429 with Retry-After. /api/health is exempt: load balancers and start-up
+  probes poll it.
 
-The token is hashed for the key, not checked: checking needs the database, and a request with
-a wrong token only ever gets a 401 anyway.
+The key is the token only once the token has been validated (it is in TokenService's cache of
+valid tokens); every other request — no token, a wrong one, or one not checked yet — counts
+against its client address. So a fresh bogus token per request gains nothing: they all share
+the client's budget, and past it they are refused before any database read.
 """
 
 from __future__ import annotations
@@ -125,15 +127,31 @@ class RateLimit:
 
 
 def rate_key(scope: Scope) -> str:
-    """`token:<sha256>` for a request that carries a token, else `ip:<client address>`."""
+    """`token:<sha256>` for a request whose token was validated recently, else `ip:<address>`."""
     scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
     secret = credentials.strip() if scheme.lower() == "bearer" else ""
     if not secret and scope["type"] == "websocket":
         secret = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
-    if secret:
-        return "token:" + hashlib.sha256(secret.encode()).hexdigest()
+    if secret and len(secret) <= 200:
+        secret_hash = hashlib.sha256(secret.encode()).hexdigest()
+        if _validated(secret_hash):
+            return "token:" + secret_hash
+    return "ip:" + client_address(scope)
+
+
+def client_address(scope: Scope) -> str:
     client = scope.get("client")
-    return f"ip:{client[0] if client else 'unknown'}"
+    return client[0] if client else "unknown"
+
+
+def _validated(secret_hash: str) -> bool:
+    from core.services import get_services
+
+    try:
+        tokens = get_services().tokens
+    except RuntimeError:
+        return False
+    return tokens.cached(secret_hash) is not None
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -147,3 +165,27 @@ def _content_length(scope: Scope) -> int | None:
 async def _too_large(max_body: int, scope: Scope, receive: Receive, send: Send) -> None:
     response = JSONResponse({"detail": BodyTooLarge(max_body).detail}, status_code=413)
     await response(scope, receive, send)
+
+
+class Slots:
+    """Open connections per key (a token), capped; in memory, per process."""
+
+    def __init__(self) -> None:
+        self._open: dict[object, int] = {}
+
+    def acquire(self, key: object, limit: int) -> bool:
+        # Called on the event loop only: no lock needed.
+        if self._open.get(key, 0) >= limit:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    def release(self, key: object) -> None:
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
+
+
+WS_SLOTS = Slots()

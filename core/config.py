@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     allow_private_llm: bool = False
     # Runs of one workspace that may be queued or running at once (more is 429).
     max_concurrent_runs: int = 4
+    # Seconds a validated API token stays cached in a process (revocation elsewhere waits this long).
+    token_cache_seconds: float = 5.0
     # WebSocket connections one token may hold open at once.
     max_ws_per_token: int = 20
     # Dashboard logins: wrong passwords allowed per client address (`limits` notation).

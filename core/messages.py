@@ -33,7 +33,7 @@ from core.agents import get_agent_row
 from core.db import Database
 from core.errors import InvalidInput, NotFound, TooLarge
 from core.events import EventType, append_event
-from core.pagination import clamp_limit, decode_cursor, encode_cursor
+from core.pagination import clamp_limit, decode_seq_cursor, decode_time_id_cursor, encode_cursor
 from core.schemas import Page
 from core.validation import MAX_INT32, check_storable_json
 from storage.models import AgentInstance, AgentMessage, Run, Workspace
@@ -356,19 +356,11 @@ def _cost(value: Any) -> float:
 
 # -- reading helpers -------------------------------------------------------------------------
 def _seq_cursor(cursor: str) -> int:
-    (seq,) = decode_cursor(cursor, 1)
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT32:
-        raise InvalidInput("malformed cursor", cursor=cursor)
-    return seq
+    return decode_seq_cursor(cursor, MAX_INT32)
 
 
 def _time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    created, ident = decode_cursor(cursor, 2)
-    try:
-        when = datetime.fromisoformat(str(created))
-        return when, uuid.UUID(str(ident))
-    except ValueError as exc:
-        raise InvalidInput("malformed cursor", cursor=cursor) from exc
+    return decode_time_id_cursor(cursor)
 
 
 def _time_key() -> Any:

@@ -79,7 +79,7 @@ class Services:
 
 def build_services(settings: Settings, db: Database | None = None) -> Services:
     db = db or Database(settings.resolved_database_url)
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         bus=EventBus(db),
@@ -92,6 +92,9 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         llm_profiles=LlmProfileService(db, SecretBox(settings)),
         analytics=AnalyticsService(db),
     )
+    services.runs.max_concurrent = settings.max_concurrent_runs
+    services.tokens.cache_seconds = settings.token_cache_seconds
+    return services
 
 
 _current: Services | None = None
