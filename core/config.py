@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -75,6 +76,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'agentdeck.db'}"
+
+    @property
+    def loopback_bind(self) -> bool:
+        """Bound to loopback only (an empty host binds every interface)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def is_sqlite(self) -> bool:

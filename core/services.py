@@ -15,7 +15,7 @@ from core.config import Settings
 from core.context import ContextService
 from core.db import Database
 from core.events import EventBus, purge_events_older_than
-from core.llm_profiles import LlmProfileService
+from core.llm_profiles import EndpointPolicy, LlmProfileService
 from core.messages import MessageService
 from core.runs import RunService
 from core.runtime.manager import Runtime
@@ -89,7 +89,11 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         messages=MessageService(db, settings.max_message_chars),
         runs=RunService(db),
         tokens=TokenService(db),
-        llm_profiles=LlmProfileService(db, SecretBox(settings)),
+        llm_profiles=LlmProfileService(
+            db,
+            SecretBox(settings),
+            EndpointPolicy(loopback_bind=settings.loopback_bind, allow_private=settings.allow_private_llm),
+        ),
         analytics=AnalyticsService(db),
     )
     services.runs.max_concurrent = settings.max_concurrent_runs

@@ -136,25 +136,10 @@ class Runtime:
         )
 
     def test_llm_profile(self, profile_id: uuid.UUID, scope: uuid.UUID | None = None) -> ConnectionTest:
-        """Ask the profile's endpoint for a one-word answer (blocking, bounded by llm_timeout)."""
-        profile = self.services.llm_profiles.get(profile_id, scope=scope)
-        choice = self.llm_choice(profile.workspace_id, profile.name)
+        """Blocking form of core/runtime/connection.py's test (short timeout, no upstream text)."""
+        from core.runtime.connection import test_connection
 
-        async def ping() -> str:
-            llm = choice.make_llm()
-            return str(await llm.aask("Reply with the single word OK.", stream=False))
-
-        started = time.monotonic()
-        try:
-            answer = asyncio.run(asyncio.wait_for(ping(), timeout=self.settings.llm_timeout * 3))
-        except BaseException as exc:  # LlmCallFailed is a BaseException; report, never raise
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            inner = getattr(exc, "error", exc)
-            return ConnectionTest(
-                ok=False, message=f"{type(inner).__name__}: {inner}"[:500], seconds=time.monotonic() - started
-            )
-        return ConnectionTest(ok=True, message=answer.strip()[:200], seconds=time.monotonic() - started)
+        return asyncio.run(test_connection(self, profile_id, scope))
 
     # -- chat ------------------------------------------------------------------------------
     def send_message(
