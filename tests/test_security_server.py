@@ -287,3 +287,16 @@ def test_cached_tokens_expire_for_other_processes(server: Server) -> None:
     tokens.revoke(token2.id)
     with pytest.raises(Exception, match="revoked"):
         tokens.authenticate(secret2)
+
+
+def test_the_password_can_come_from_a_file_and_the_flag_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from main import StartupError, build_parser, settings_from_args
+
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from-a-file\n")
+    settings = settings_from_args(build_parser().parse_args(["--password-file", str(secret_file)]))
+    assert settings.password == "from-a-file"
+    with pytest.raises(StartupError):
+        settings_from_args(build_parser().parse_args(["--password-file", str(tmp_path / "missing")]))
+    settings_from_args(build_parser().parse_args(["--password", "on-the-command-line"]))
+    assert "visible to every local user" in caplog.text

@@ -1,4 +1,4 @@
-""""Test connection" of an LLM profile: one short request, on the caller's event loop.
+""" "Test connection" of an LLM profile: one short request, on the caller's event loop.
 
 It never holds a worker thread while the endpoint thinks (the API route awaits it), it gives up
 after `TEST_TIMEOUT` seconds, the endpoint is re-checked against the SSRF policy right before
