@@ -264,14 +264,15 @@ class MessageService:
         if scope is not None and workspace_id != scope:
             raise NotFound("workspace", workspace_id)
         terms = _search_terms(query)
+        after = _time_id_cursor(cursor) if cursor else None  # a malformed cursor is 422 in any case
         with self.db.read() as session:
             if session.get(Workspace, workspace_id) is None:
                 raise NotFound("workspace", workspace_id)
             if not terms:
                 return Page[MessagePublic](items=[], next_cursor=None)
             stmt = select(AgentMessage).where(*_search_where(self.db.dialect, workspace_id, terms))
-            if cursor:
-                stmt = stmt.where(_time_key() < _time_id_cursor(cursor))
+            if after is not None:
+                stmt = stmt.where(_time_key() < after)
             stmt = stmt.order_by(col(AgentMessage.created_at).desc(), col(AgentMessage.id).desc()).limit(limit + 1)
             rows = list(session.exec(stmt))
         return _time_page(rows, limit)
