@@ -4,12 +4,13 @@ A secret looks like `adk_<43 url-safe characters>` (256 random bits). Only its h
 characters (`prefix`, so people can tell tokens apart in a list) reach the database; the secret
 itself is returned once by `create` and never again.
 
-`authenticate` runs on every API request. A valid token is cached in the process for
-`cache_seconds` (default 5 s), so a burst of requests costs one indexed read; invalid secrets are
-never cached (the rate limiter counts them per client address instead). Revoking a token drops
-it from this process's cache at once, so the next request here is refused; another process
-(several servers on one PostgreSQL) stops accepting it when its cached entry expires, at most
-`cache_seconds` later. It records `last_used_at` at most once a minute per token: the UPDATE is
+`authenticate` runs on every API request and always makes its one indexed read, so a revocation
+takes effect on the next request in every process (several servers on one PostgreSQL included):
+a cache that skipped the read could not know about a revocation made elsewhere without a read.
+What is cached (per process, `cache_seconds`, default 5 s) is the fact that a secret was valid:
+`cached(hash)` is how the rate limiter tells a validated token (its own budget) from anything
+else (the client address's budget) before any database work; invalid secrets are never cached,
+and revoking drops the token from this process's cache at once. It records `last_used_at` at most once a minute per token: the UPDATE is
 conditional on the stored value being older than that, so neither many requests nor many
 processes turn authentication into a write per request.
 """
@@ -169,9 +170,6 @@ class TokenService:
         if not secret or len(secret) > MAX_SECRET_CHARS:
             raise Unauthorized("invalid token")
         secret_hash = hash_secret(secret)
-        cached = self.cached(secret_hash)
-        if cached is not None:
-            return cached
         with self.db.read() as session:
             row = session.exec(select(ApiToken).where(ApiToken.token_hash == secret_hash)).first()
             if row is None:

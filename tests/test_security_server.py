@@ -269,24 +269,38 @@ def test_workspace_set_command_switches_code_execution(server: Server) -> None:
 
 
 # -- the token cache -----------------------------------------------------------------------------
-def test_cached_tokens_expire_for_other_processes(server: Server) -> None:
+def test_the_validated_token_cache_expires_and_forgets_revoked_tokens(server: Server) -> None:
+    from core.tokens import hash_secret
+
     now = [0.0]
     tokens = TokenService(server.services.db, cache_seconds=5, monotonic=lambda: now[0])
     other = TokenService(server.services.db)  # "another process" revokes
     ws = server.workspace()
     token, secret = tokens.create(ws, "x")
+    assert tokens.cached(hash_secret(secret)) is None, "not validated yet: rate-limited by address"
     tokens.authenticate(secret)
+    assert tokens.cached(hash_secret(secret)) is not None
     other.revoke(token.id)
-    assert tokens.authenticate(secret).id == token.id  # still cached here
-    now[0] += 5.1
     with pytest.raises(Exception, match="revoked"):
-        tokens.authenticate(secret)
-    # Revoked through this service: the next authentication is refused at once.
+        tokens.authenticate(secret)  # revoked elsewhere: refused on the very next request
+    now[0] += 5.1
+    assert tokens.cached(hash_secret(secret)) is None  # and it expires from the limiter's cache
     token2, secret2 = tokens.create(ws, "y")
     tokens.authenticate(secret2)
-    tokens.revoke(token2.id)
+    tokens.revoke(token2.id)  # revoked here: forgotten at once
+    assert tokens.cached(hash_secret(secret2)) is None
     with pytest.raises(Exception, match="revoked"):
         tokens.authenticate(secret2)
+
+
+def test_a_token_revoked_by_another_process_is_refused_by_the_server_at_once(server: Server) -> None:
+    ws = server.workspace()
+    token, secret = server.services.tokens.create(ws, "soon revoked")
+    with server.client(secret) as client:
+        for _ in range(3):
+            assert client.get("/api/workspaces").status_code == 200  # validated, cached by the server
+        server.services.tokens.revoke(token.id)  # this test process is "another process"
+        assert client.get("/api/workspaces").status_code == 401
 
 
 def test_the_password_can_come_from_a_file_and_the_flag_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
