@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import sys
+from pathlib import Path
 
 from core.config import Settings
 
@@ -40,7 +41,12 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--database-url", default=default, help="database URL (DATABASE_URL)")
     parser.add_argument("--host", default=default, help="address to bind (AGENTDECK_HOST)")
     parser.add_argument("--port", type=int, default=default, help="port (AGENTDECK_PORT)")
-    parser.add_argument("--password", default=default, help="dashboard password (AGENTDECK_PASSWORD)")
+    parser.add_argument(
+        "--password",
+        default=default,
+        help="dashboard password (AGENTDECK_PASSWORD; visible to local users: prefer a file)",
+    )
+    parser.add_argument("--password-file", default=default, help="read the dashboard password from this file")
     parser.add_argument("--native", action="store_true", default=default, help="open a desktop window")
     parser.add_argument("--demo", action="store_true", default=default, help="seed a `demo` workspace")
     parser.add_argument(
@@ -51,6 +57,12 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         action="store_true",
         default=default,
         help="serve the dashboard and API but execute no run (AGENTDECK_EXECUTOR=false)",
+    )
+    parser.add_argument(
+        "--allow-unsandboxed-code",
+        action="store_true",
+        default=default,
+        help="without a working bubblewrap sandbox, still run generated code (with the server's rights)",
     )
 
 
@@ -68,12 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(ws_create, suppress=True)
     ws_list = ws_commands.add_parser("list", help="list workspaces")
     _common_options(ws_list, suppress=True)
+    ws_set = ws_commands.add_parser("set", help="change a workspace's settings")
+    ws_set.add_argument("slug")
+    ws_set.add_argument("--code-execution", choices=["on", "off"], help="run generated code (in the sandbox)")
+    _common_options(ws_set, suppress=True)
 
     token = commands.add_parser("token", help="manage API tokens")
     token_commands = token.add_subparsers(dest="action", required=True)
     token_create = token_commands.add_parser("create", help="create a token (printed once)")
     token_create.add_argument("--workspace", required=True, help="workspace slug")
     token_create.add_argument("--name", default="api", help="shown in lists and in the audit trail")
+    token_create.add_argument("--admin", action="store_true", help="may also create workspaces over the API")
     _common_options(token_create, suppress=True)
     token_list = token_commands.add_parser("list", help="list a workspace's tokens")
     token_list.add_argument("--workspace", required=True, help="workspace slug")
@@ -109,11 +126,38 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "demo": getattr(args, "demo", None) or None,
             "worker_id": getattr(args, "worker_id", None),
             "executor": False if getattr(args, "no_executor", None) else None,
+            "allow_unsandboxed_code": getattr(args, "allow_unsandboxed_code", None) or None,
         }.items()
         if value is not None
     }
+    if getattr(args, "password", None):
+        log.warning(
+            "--password is visible to every local user in the process list; use AGENTDECK_PASSWORD or "
+            "--password-file instead"
+        )
+    password_file = getattr(args, "password_file", None)
+    if password_file:
+        try:
+            overrides["password"] = Path(password_file).read_text().strip()
+        except OSError as exc:
+            raise StartupError(f"cannot read the password file {password_file}: {exc.strerror}") from exc
+        if not overrides["password"]:
+            raise StartupError(f"the password file {password_file} is empty")
     # Keyword arguments take precedence over the environment in pydantic-settings.
     return Settings(**overrides)
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Everything AgentDeck creates is its owner's only: umask 077, the data dir 0700, and the
+    SQLite database (and its journal files) 0600, also when an older version made them wider."""
+    os.umask(0o077)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.data_dir.chmod(0o700)
+    sqlite = settings.sqlite_path
+    if sqlite is not None:
+        for path in (sqlite, sqlite.with_name(sqlite.name + "-wal"), sqlite.with_name(sqlite.name + "-shm")):
+            if path.exists():
+                path.chmod(0o600)
 
 
 def prepare(settings: Settings):  # type: ignore[no-untyped-def]
@@ -123,7 +167,7 @@ def prepare(settings: Settings):  # type: ignore[no-untyped-def]
     from core.services import build_services
     from storage.migrate import DatabaseTooNew, upgrade
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings)
     db = Database(settings.resolved_database_url)
     try:
         result = upgrade(db.engine, settings.resolved_database_url, settings.sqlite_path)
@@ -132,6 +176,7 @@ def prepare(settings: Settings):  # type: ignore[no-untyped-def]
         raise StartupError(str(exc)) from exc
     if result.migrated:
         log.info("database migrated %s -> %s", result.from_revision or "empty", result.to_revision)
+    secure_data_dir(settings)  # the database file may have just been created
     services = build_services(settings, db)
     sync_definitions(db)
     return services
@@ -140,8 +185,9 @@ def prepare(settings: Settings):  # type: ignore[no-untyped-def]
 def check_bind_address(settings: Settings) -> None:
     """SPEC §8: anything but loopback needs a password."""
     host = settings.host
-    if host in {"localhost", ""}:
+    if host == "localhost":
         return
+    # An empty host binds every interface: it counts as non-loopback.
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -180,11 +226,9 @@ def check_native(settings: Settings) -> None:
 def storage_secret(settings: Settings) -> str:
     if settings.storage_secret:
         return settings.storage_secret
-    path = settings.data_dir / "storage_secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    from core.secrets import read_or_create_secret_file
+
+    return read_or_create_secret_file(settings.data_dir / "storage_secret", lambda: secrets.token_urlsafe(32).encode())
 
 
 def serve(settings: Settings) -> None:
@@ -284,6 +328,7 @@ def run_worker(settings: Settings) -> int:
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     from core.errors import DomainError
     from core.schemas import WorkspaceCreate
+    from core.workspaces import code_execution_enabled
 
     services = prepare(settings)
     try:
@@ -293,6 +338,11 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         elif args.command == "workspace" and args.action == "list":
             for ws in services.workspaces.list():
                 print(f"{ws.slug}\t{ws.name}\t{ws.id}")
+        elif args.command == "workspace" and args.action == "set":
+            ws = services.workspaces.get_by_slug(args.slug)
+            if args.code_execution is not None:
+                ws = services.workspaces.set_code_execution(ws.id, args.code_execution == "on")
+            print(f"workspace {ws.slug}: code execution {'on' if code_execution_enabled(ws.settings) else 'off'}")
         elif args.command == "token":
             token_command(args, services)
         elif args.command in {"export", "import"}:
@@ -313,7 +363,7 @@ def token_command(args: argparse.Namespace, services) -> None:  # type: ignore[n
     tokens = services.tokens
     if args.action == "create":
         ws = services.workspaces.get_by_slug(args.workspace)
-        token, secret = tokens.create(ws.id, args.name)
+        token, secret = tokens.create(ws.id, args.name, admin=args.admin)
         # The secret alone on stdout, so `TOKEN=$(uv run main.py token create ...)` works.
         print(f"created token {token.name!r} ({token.id}) in workspace {ws.slug}; copy it now:", file=sys.stderr)
         print(secret)

@@ -12,9 +12,14 @@ never `app.include_router` an /api router from elsewhere.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.datastructures import Headers
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import (
     agents,
@@ -58,6 +63,55 @@ ROUTERS: list[APIRouter] = [
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
+# Host names a loopback-bound server answers to (DNS rebinding: any other name is refused).
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+WILDCARD_BINDS = {"", "0.0.0.0", "::"}
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """Loopback names, the bound address (unless a wildcard) and AGENTDECK_ALLOWED_HOSTS."""
+    hosts = list(LOOPBACK_NAMES)
+    if settings.host not in WILDCARD_BINDS:
+        hosts.append(settings.host)
+    hosts += [h.strip().lower() for h in settings.allowed_hosts.split(",") if h.strip()]
+    return list(dict.fromkeys(hosts))
+
+
+def install_host_checks(app: FastAPI, settings: Settings) -> None:
+    """Host header on every request (Starlette's TrustedHostMiddleware) and the Origin of every
+    request that has one — the socket.io handshake, /ws streams, form posts — against the same
+    names, so a page on another site (or a rebound DNS name) can neither read nor drive the app."""
+    hosts = allowed_hosts(settings)
+    app.add_middleware(OriginCheck, allowed=hosts)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+
+
+class OriginCheck:
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = {h.strip("[]") for h in allowed}
+        self.any = "*" in allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"} or self.any:
+            await self.app(scope, receive, send)
+            return
+        origin = Headers(scope=scope).get("origin")
+        if origin is None or self._allowed(origin):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})
+            return
+        await PlainTextResponse("origin not allowed", status_code=403)(scope, receive, send)
+
+    def _allowed(self, origin: str) -> bool:
+        try:
+            host = urlsplit(origin).hostname
+        except ValueError:
+            return False
+        return host is not None and host.lower() in self.allowed
+
 
 def install_api(app: FastAPI, settings: Settings) -> None:
     """Routers, the JSON catch-all, error handlers and request guards. Raises ValueError for a
@@ -74,6 +128,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodySizeLimit, max_body=settings.max_body, exempt=frozenset({bundles.IMPORT_PATH}))
     # Outermost: every request is measured, refused ones (413, 429) included.
     app.add_middleware(metrics.HttpMetrics)
+    install_host_checks(app, settings)
 
 
 async def api_not_found(request: Request) -> JSONResponse:

@@ -43,6 +43,8 @@ class Principal:
     token_id: uuid.UUID
     workspace_id: uuid.UUID
     token_name: str
+    # Admin tokens (`token create --admin`) may also create workspaces and switch code execution.
+    admin: bool = False
 
     @property
     def actor(self) -> str:
@@ -62,7 +64,7 @@ def authenticate(container: Services, secret: str | None) -> Principal:
     if not secret:
         raise Unauthorized("missing API token: send `Authorization: Bearer <token>`")
     token = container.tokens.authenticate(secret)
-    return Principal(token_id=token.id, workspace_id=token.workspace_id, token_name=token.name)
+    return Principal(token_id=token.id, workspace_id=token.workspace_id, token_name=token.name, admin=token.admin)
 
 
 def current_principal(

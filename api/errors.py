@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from core.errors import (
     DomainError,
+    Forbidden,
     InvalidInput,
     InvalidTransition,
     NotFound,
@@ -43,6 +44,8 @@ def status_of(exc: DomainError) -> int:
         return 404
     if isinstance(exc, Unauthorized):
         return 401
+    if isinstance(exc, Forbidden):
+        return 403
     if isinstance(exc, TooLarge):
         return 413
     if isinstance(exc, InvalidInput):

@@ -3,12 +3,16 @@ database work, so a refused request costs next to nothing.
 
 - `BodySizeLimit`: an /api request body over `max_body` bytes is answered 413 — at once when its
   Content-Length says so, or as soon as the bytes of a chunked body pass the limit.
-- `RateLimit`: a moving window per token (`limits`, in memory, per process) over /api requests
-  and /ws handshakes; over it → 429 with Retry-After. Requests without a token count against
-  their client address. /api/health is exempt: load balancers and start-up probes poll it.
+- `RateLimit`: a moving window (`limits`, in memory, per process) over /api requests and /ws
+  handshakes; over it → 429 with Retry-After. /api/health is exempt: load balancers and start-up
+  probes poll it.
 
-The token is hashed for the key, not checked: checking needs the database, and a request with
-a wrong token only ever gets a 401 anyway.
+The key is the token only once the token has been validated (it is in TokenService's cache of
+valid tokens); every other request — no token, a wrong one, or one not checked yet — counts
+against its client address: it is let through only while the address has budget left, and a
+401 counts against the address (anything else against the token). So a fresh bogus token per
+request gains nothing: the failures share the client's budget, and past it they are refused
+before any database read; a good token's first request costs its address nothing.
 """
 
 from __future__ import annotations
@@ -109,11 +113,37 @@ class RateLimit:
             scope["type"] not in {"http", "websocket"}
             or not path.startswith(RATE_LIMITED_PREFIXES)
             or path in self.exempt
-            or self.limiter.hit(self.limit, rate_key(scope))
         ):
             await self.app(scope, receive, send)
             return
-        reset_at = self.limiter.get_window_stats(self.limit, rate_key(scope)).reset_time
+        key, token_key = rate_keys(scope)
+        if token_key is None or key == token_key:
+            # No token, or one validated recently: count it now against its own key.
+            if self.limiter.hit(self.limit, key):
+                await self.app(scope, receive, send)
+            else:
+                await self._refuse(key, scope, receive, send)
+            return
+        # A token not validated yet: only allowed while its address has budget left; a refusal
+        # (401) counts against the address, anything else against the token.
+        if not self.limiter.test(self.limit, key):
+            await self._refuse(key, scope, receive, send)
+            return
+        status = 0
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] in {"http.response.start", "websocket.http.response.start"}:
+                status = message.get("status", 0)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watching_send)
+        finally:
+            self.limiter.hit(self.limit, key if status == 401 else token_key)
+
+    async def _refuse(self, key: str, scope: Scope, receive: Receive, send: Send) -> None:
+        reset_at = self.limiter.get_window_stats(self.limit, key).reset_time
         retry_after = max(1, math.ceil(reset_at - time.time()))
         response = JSONResponse(
             {"detail": f"rate limit of {self.limit} exceeded: retry in {retry_after} s"},
@@ -126,16 +156,38 @@ class RateLimit:
         await response(scope, receive, send)
 
 
-def rate_key(scope: Scope) -> str:
-    """`token:<sha256>` for a request that carries a token, else `ip:<client address>`."""
+def rate_keys(scope: Scope) -> tuple[str, str | None]:
+    """(the key to check now, the token's own key or None). The first is `token:<sha256>` for a
+    token validated recently, else `ip:<address>`."""
     scheme, _, credentials = Headers(scope=scope).get("authorization", "").partition(" ")
     secret = credentials.strip() if scheme.lower() == "bearer" else ""
     if not secret and scope["type"] == "websocket":
         secret = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
-    if secret:
-        return "token:" + hashlib.sha256(secret.encode()).hexdigest()
+    address = "ip:" + client_address(scope)
+    if not secret or len(secret) > 200:
+        return address, None
+    token_key = "token:" + hashlib.sha256(secret.encode()).hexdigest()
+    return (token_key if _validated(token_key[6:]) else address), token_key
+
+
+def rate_key(scope: Scope) -> str:
+    """`token:<sha256>` for a request whose token was validated recently, else `ip:<address>`."""
+    return rate_keys(scope)[0]
+
+
+def client_address(scope: Scope) -> str:
     client = scope.get("client")
-    return f"ip:{client[0] if client else 'unknown'}"
+    return client[0] if client else "unknown"
+
+
+def _validated(secret_hash: str) -> bool:
+    from core.services import get_services
+
+    try:
+        tokens = get_services().tokens
+    except RuntimeError:
+        return False
+    return tokens.cached(secret_hash) is not None
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -149,3 +201,27 @@ def _content_length(scope: Scope) -> int | None:
 async def _too_large(max_body: int, scope: Scope, receive: Receive, send: Send) -> None:
     response = JSONResponse({"detail": BodyTooLarge(max_body).detail}, status_code=413)
     await response(scope, receive, send)
+
+
+class Slots:
+    """Open connections per key (a token), capped; in memory, per process."""
+
+    def __init__(self) -> None:
+        self._open: dict[object, int] = {}
+
+    def acquire(self, key: object, limit: int) -> bool:
+        # Called on the event loop only: no lock needed.
+        if self._open.get(key, 0) >= limit:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    def release(self, key: object) -> None:
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
+
+
+WS_SLOTS = Slots()

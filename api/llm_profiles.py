@@ -56,7 +56,10 @@ def delete_profile(profile_id: uuid.UUID, principal: CurrentPrincipal, services:
 
 
 @router.post("/llm-profiles/{profile_id}/test", response_model=ConnectionTest, responses=errors(404))
-def test_profile(profile_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> ConnectionTest:
+async def test_profile(profile_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> ConnectionTest:
     """Ask the profile's endpoint for a one-word answer with its key, and say what happened: a
     failure to connect or authenticate is `ok: false` with the reason, not an HTTP error."""
-    return services.runtime.test_llm_profile(profile_id, scope=principal.workspace())
+    # Awaited on the server's loop with a short timeout: no worker thread waits on the endpoint.
+    from core.runtime.connection import test_connection
+
+    return await test_connection(services.runtime, profile_id, principal.workspace())

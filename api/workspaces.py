@@ -3,10 +3,13 @@
 A token belongs to one workspace, so `GET /api/workspaces` lists that one workspace only, and
 every `/api/workspaces/{id}/...` of another workspace is 404 like an unknown id.
 
-`POST /api/workspaces` is allowed to any valid token (SPEC §6 lists it) and answers 201 with the
-new workspace, but it grants nothing: the calling token still sees only its own workspace, and
-tokens for the new one are made by someone with access to the server (`main.py token create`)
-or from the dashboard. A taken slug is 409 — slugs are chosen names, not secrets.
+`POST /api/workspaces` needs an admin token (`main.py token create --admin`; a workspace token
+gets 403) and answers 201 with the new workspace, but it grants nothing: the calling token still
+sees only its own workspace, and tokens for the new one are made by someone with access to the
+server (`main.py token create`) or from the dashboard. A taken slug is 409.
+
+`PATCH /api/workspaces/{id}` renames the token's own workspace; `code_execution` (whether team
+runs execute generated code, in the sandbox) is an operator's switch: admin tokens only.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentPrincipal, ServicesDep
-from core.schemas import ProjectCreate, ProjectPublic, WorkspaceCreate, WorkspacePublic
+from core.errors import Forbidden
+from core.schemas import ProjectCreate, ProjectPublic, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
+from core.validation import SafeStr
 
 router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
 
@@ -28,7 +34,32 @@ def list_workspaces(principal: CurrentPrincipal, services: ServicesDep) -> list[
 
 @router.post("", response_model=WorkspacePublic, status_code=status.HTTP_201_CREATED)
 def create_workspace(data: WorkspaceCreate, principal: CurrentPrincipal, services: ServicesDep) -> WorkspacePublic:
+    if not principal.admin:
+        raise Forbidden("creating workspaces needs an admin token (`main.py token create --admin`)")
     return services.workspaces.create(data)
+
+
+class WorkspacePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: SafeStr | None = Field(default=None, min_length=1, max_length=200)
+    code_execution: bool | None = None
+
+
+@router.patch("/{workspace_id}", response_model=WorkspacePublic)
+def patch_workspace(
+    workspace_id: uuid.UUID, data: WorkspacePatch, principal: CurrentPrincipal, services: ServicesDep
+) -> WorkspacePublic:
+    # An admin may switch any workspace (it is the operator's tool); others only their own.
+    target = workspace_id if principal.admin else principal.workspace(workspace_id)
+    workspace = services.workspaces.get(target)
+    if data.code_execution is not None:
+        if not principal.admin:
+            raise Forbidden("switching code execution needs an admin token")
+        workspace = services.workspaces.set_code_execution(target, data.code_execution)
+    if data.name is not None:
+        workspace = services.workspaces.update(target, WorkspaceUpdate(name=data.name))
+    return workspace
 
 
 @router.get("/{workspace_id}", response_model=WorkspacePublic)

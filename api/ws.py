@@ -41,6 +41,7 @@ from fastapi import APIRouter, Path, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.deps import Principal, ServicesDep, WebSocketPrincipal
+from api.limits import WS_SLOTS
 from core.errors import InvalidInput, NotFound
 from core.events import DEFAULT_QUEUE_SIZE, EventFilter, Subscription
 from core.services import Services
@@ -126,12 +127,16 @@ async def stream_events(
 ) -> None:
     """Accept, then forward the subscription until either side ends it; always unsubscribes."""
     # Subscribed before the client sees the connection open: whatever it does next is delivered.
+    if not WS_SLOTS.acquire(principal.token_id, services.settings.max_ws_per_token):
+        await websocket.close(code=1008, reason="too many open streams for this token")
+        return
     subscription = services.bus.subscribe(flt, since, maxsize=QUEUE_SIZE)
     try:
         await websocket.accept()
         await _Connection(websocket, services, principal).serve(subscription)
     finally:
         subscription.close()
+        WS_SLOTS.release(principal.token_id)
 
 
 class _Connection:

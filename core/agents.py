@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +27,7 @@ from core.context import create_initial_context
 from core.db import Database
 from core.errors import Conflict, InvalidInput, NotFound, StaleVersion, TooLarge
 from core.events import EventType, append_event
-from core.pagination import clamp_limit, decode_cursor, encode_cursor
+from core.pagination import clamp_limit, decode_time_id_cursor, encode_cursor
 from core.schemas import (
     AgentCreate,
     AgentPublic,
@@ -182,10 +181,9 @@ class AgentService:
             pattern = "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             stmt = stmt.where(col(AgentInstance.name).ilike(pattern, escape="\\"))
         if cursor:
-            created, ident = decode_cursor(cursor, 2)
-            after = _parse_cursor_time(created)
+            after, after_id = decode_time_id_cursor(cursor)
             # A row value bounds the index range on both columns; the OR form would scan from the start.
-            stmt = stmt.where(sa.tuple_(col(AgentInstance.created_at), col(AgentInstance.id)) > (after, _uuid(ident)))
+            stmt = stmt.where(sa.tuple_(col(AgentInstance.created_at), col(AgentInstance.id)) > (after, after_id))
         stmt = stmt.order_by(col(AgentInstance.created_at), col(AgentInstance.id)).limit(limit + 1)
         with self.db.read() as session:
             rows = list(session.exec(stmt))
@@ -311,11 +309,8 @@ class AgentService:
             get_agent_row(session, agent_id, scope)
             stmt = select(AgentStatusChange).where(AgentStatusChange.agent_id == agent_id)
             if cursor:
-                at, ident = decode_cursor(cursor, 2)
-                before = _parse_cursor_time(at)
-                stmt = stmt.where(
-                    sa.tuple_(col(AgentStatusChange.at), col(AgentStatusChange.id)) < (before, _uuid(ident))
-                )
+                before, before_id = decode_time_id_cursor(cursor)
+                stmt = stmt.where(sa.tuple_(col(AgentStatusChange.at), col(AgentStatusChange.id)) < (before, before_id))
             stmt = stmt.order_by(col(AgentStatusChange.at).desc(), col(AgentStatusChange.id).desc()).limit(limit + 1)
             rows = list(session.exec(stmt))
         items = [StatusChangePublic.model_validate(r) for r in rows[:limit]]
@@ -361,20 +356,3 @@ def _check_name_free(session: Session, workspace_id: uuid.UUID, name: str) -> No
     ).first()
     if taken is not None:
         raise Conflict(f"an agent named {name!r} already exists in this workspace", name=name)
-
-
-def _parse_cursor_time(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("malformed cursor") from exc
-    if parsed.tzinfo is None:  # our cursors carry UTC; a naive time would fail in the query
-        raise InvalidInput("malformed cursor")
-    return parsed
-
-
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError as exc:
-        raise InvalidInput("malformed cursor") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -50,6 +51,24 @@ class Settings(BaseSettings):
     worker_id: str = ""
     # False: this process serves the dashboard and API but executes no run or chat answer.
     executor: bool = True
+    # Without a working bubblewrap, generated code runs only if the operator allows it unsandboxed.
+    allow_unsandboxed_code: bool = False
+    # The package index the sandbox installs generated requirements from (pip's default when unset).
+    pip_index_url: str | None = None
+    # Host names the server answers besides loopback ones (comma-separated), for Host and Origin.
+    allowed_hosts: str = ""
+    # LLM base_urls in private address ranges (refused outside loopback binds unless this is set).
+    allow_private_llm: bool = False
+    # Runs of one workspace that may be queued or running at once (more is 429).
+    max_concurrent_runs: int = 4
+    # Seconds a validated API token stays cached in a process (revocation elsewhere waits this long).
+    token_cache_seconds: float = 5.0
+    # WebSocket connections one token may hold open at once.
+    max_ws_per_token: int = 20
+    # Dashboard logins: wrong passwords allowed per client address (`limits` notation).
+    login_rate_limit: str = "10/minute"
+    # Seconds a dashboard login lasts.
+    session_seconds: int = 12 * 3600
     # Import MetaGPT in the background at startup so the first run starts at once.
     preload_runtime: bool = True
     # WebSocket keep-alive: a ping every N seconds; a client silent this long is closed.
@@ -70,6 +89,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'agentdeck.db'}"
+
+    @property
+    def loopback_bind(self) -> bool:
+        """Bound to loopback only (an empty host binds every interface)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def is_sqlite(self) -> bool:

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 from core.db import Database
 from core.errors import InvalidInput, NotFound, StaleVersion, TooLarge
 from core.events import EventType, append_event
-from core.pagination import clamp_limit, decode_cursor, encode_cursor
+from core.pagination import clamp_limit, decode_seq_cursor, encode_cursor
 from core.schemas import Page, Public
 from core.validation import MAX_INT32, NoNul, check_storable_json, check_text
 from storage.models import AgentContext, AgentContextVersion, AgentInstance
@@ -157,9 +157,7 @@ class ContextService:
             context = _context(session, agent_id, scope)
             stmt = select(AgentContextVersion).where(AgentContextVersion.context_id == context.id)
             if cursor:
-                (before,) = decode_cursor(cursor, 1)
-                if isinstance(before, bool) or not isinstance(before, int) or not 0 <= before <= MAX_INT32:
-                    raise InvalidInput("malformed cursor")
+                before = decode_seq_cursor(cursor, MAX_INT32)
                 stmt = stmt.where(AgentContextVersion.version < before)
             stmt = stmt.order_by(col(AgentContextVersion.version).desc()).limit(limit + 1)
             rows = list(session.exec(stmt))

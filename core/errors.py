@@ -33,6 +33,10 @@ class TooLarge(InvalidInput):
     """Content over a configured size limit."""
 
 
+class Forbidden(DomainError):
+    """The caller is known but may not do this (e.g. a workspace token creating workspaces)."""
+
+
 class Conflict(DomainError):
     """The request is valid but collides with the current state (duplicate name, race lost)."""
 

@@ -17,6 +17,8 @@ Rules:
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,7 +86,9 @@ class LlmProfileCreate(BaseModel):
 
 
 class LlmProfileUpdate(BaseModel):
-    """Fields left out (or null) keep their value. `base_url: ""` and `api_key: ""` clear them."""
+    """Fields left out (or null) keep their value. `base_url: ""` and `api_key: ""` clear them.
+    Changing `base_url` or `api_type` without sending `api_key` clears the stored key: a key is
+    never sent to an endpoint other than the one it was given for."""
 
     name: Name | None = None
     api_type: str | None = Field(default=None, description=_API_TYPE_DOC)
@@ -137,14 +141,52 @@ class ResolvedLlm:
         return config
 
 
+@dataclass(frozen=True)
+class EndpointPolicy:
+    """Where a profile's base_url may point (SSRF: a token holder chooses it, the server calls it).
+
+    Link-local addresses (169.254.0.0/16 — cloud metadata — and fe80::/10) and unique-local IPv6
+    (fc00::/7, e.g. fd00:ec2::254) are never allowed. Private and loopback addresses are allowed
+    when the server itself is bound to loopback (a laptop's Ollama), otherwise only with
+    AGENTDECK_ALLOW_PRIVATE_LLM=1."""
+
+    loopback_bind: bool = True
+    allow_private: bool = False
+
+    def check(self, url: str) -> None:
+        if not url:
+            return
+        host = urlsplit(url).hostname or ""
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            return  # unresolvable: the request will fail on its own, reaching nobody
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                address = address.ipv4_mapped
+            if address.is_link_local or address in _UNIQUE_LOCAL or address.is_multicast or address.is_unspecified:
+                raise InvalidInput(f"base_url {host!r} resolves to {address}, a link-local or metadata address")
+            if (address.is_private or address.is_loopback) and not (self.loopback_bind or self.allow_private):
+                raise InvalidInput(
+                    f"base_url {host!r} resolves to the private address {address}; set "
+                    "AGENTDECK_ALLOW_PRIVATE_LLM=1 to allow private endpoints on this server"
+                )
+
+
+_UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
+
+
 class LlmProfileService:
-    def __init__(self, db: Database, box: SecretBox) -> None:
+    def __init__(self, db: Database, box: SecretBox, policy: EndpointPolicy | None = None) -> None:
         self.db = db
         self.box = box
+        self.policy = policy or EndpointPolicy()
 
     def create(self, workspace_id: uuid.UUID, data: LlmProfileCreate) -> LlmProfilePublic:
         api_type = _check_api_type(data.api_type)
         base_url = _check_base_url(data.base_url)
+        self.policy.check(base_url)
         plain_key = _check_api_key(data.api_key)
         # Encrypting may create the key file: I/O stays outside the write transaction.
         encrypted = self.box.encrypt(plain_key) if plain_key else ""
@@ -192,6 +234,8 @@ class LlmProfileService:
     def update(self, profile_id: uuid.UUID, data: LlmProfileUpdate, scope: uuid.UUID | None = None) -> LlmProfilePublic:
         api_type = _check_api_type(data.api_type) if data.api_type is not None else None
         base_url = _check_base_url(data.base_url) if data.base_url is not None else None
+        if base_url:
+            self.policy.check(base_url)
         plain_key = _check_api_key(data.api_key) if data.api_key is not None else None
         encrypted = self.box.encrypt(plain_key) if plain_key else plain_key
         try:
@@ -200,6 +244,9 @@ class LlmProfileService:
                 if data.name is not None and data.name != row.name:
                     _check_name_free(session, row.workspace_id, data.name)
                     row.name = data.name
+                moved = (api_type is not None and api_type != row.api_type) or (
+                    base_url is not None and base_url != row.base_url
+                )
                 if api_type is not None:
                     row.api_type = api_type
                 if data.model is not None:
@@ -208,6 +255,10 @@ class LlmProfileService:
                     row.base_url = base_url
                 if encrypted is not None:
                     row.api_key_encrypted = encrypted
+                elif moved:
+                    # The key was given for the old endpoint: never send it to a new one.
+                    row.api_key_encrypted = ""
+                    plain_key = ""
                 if data.is_default is not None:
                     if data.is_default and not row.is_default:
                         _clear_other_defaults(session, row)

@@ -35,7 +35,7 @@ from core.agents import get_agent_row
 from core.db import Database
 from core.errors import InvalidInput, NotFound, TooLarge
 from core.events import EventType, append_event
-from core.pagination import clamp_limit, decode_cursor, encode_cursor
+from core.pagination import clamp_limit, decode_seq_cursor, decode_time_id_cursor, encode_cursor
 from core.schemas import Page
 from core.validation import MAX_INT32, check_storable_json
 from storage.models import AgentInstance, AgentMessage, Run, Workspace
@@ -350,14 +350,15 @@ class MessageService:
         if scope is not None and workspace_id != scope:
             raise NotFound("workspace", workspace_id)
         terms = _search_terms(query)
+        after = _time_id_cursor(cursor) if cursor else None  # a malformed cursor is 422 in any case
         with self.db.read() as session:
             if session.get(Workspace, workspace_id) is None:
                 raise NotFound("workspace", workspace_id)
             if not terms:
                 return Page[MessagePublic](items=[], next_cursor=None)
             stmt = select(AgentMessage).where(*_search_where(self.db.dialect, workspace_id, terms))
-            if cursor:
-                stmt = stmt.where(_time_key() < _time_id_cursor(cursor))
+            if after is not None:
+                stmt = stmt.where(_time_key() < after)
             stmt = stmt.order_by(col(AgentMessage.created_at).desc(), col(AgentMessage.id).desc()).limit(limit + 1)
             rows = list(session.exec(stmt))
         return _time_page(rows, limit)
@@ -482,19 +483,11 @@ def _cost(value: Any) -> float:
 
 # -- reading helpers -------------------------------------------------------------------------
 def _seq_cursor(cursor: str) -> int:
-    (seq,) = decode_cursor(cursor, 1)
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_INT32:
-        raise InvalidInput("malformed cursor", cursor=cursor)
-    return seq
+    return decode_seq_cursor(cursor, MAX_INT32)
 
 
 def _time_id_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    created, ident = decode_cursor(cursor, 2)
-    try:
-        when = datetime.fromisoformat(str(created))
-        return when, uuid.UUID(str(ident))
-    except ValueError as exc:
-        raise InvalidInput("malformed cursor", cursor=cursor) from exc
+    return decode_time_id_cursor(cursor)
 
 
 def _time_key() -> Any:

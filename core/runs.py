@@ -22,18 +22,18 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from core.db import Database
 from core.errors import Conflict, InvalidInput, NotFound
 from core.events import EventType, append_event
-from core.pagination import clamp_limit, decode_cursor, encode_cursor
+from core.pagination import clamp_limit, decode_time_id_cursor, encode_cursor
 from core.run_inputs import close_pending_in
 from core.schemas import Page, Public
 from core.status import RUN_FINISHED, RUN_UNFINISHED, AgentStatus, RunStatus
 from core.validation import NoNul
 from core.workspaces import code_execution_enabled
-from storage.models import AgentDefinition, AgentInstance, Run, RunMember, Workspace
+from storage.models import AgentDefinition, AgentInstance, Project, Run, RunMember, Workspace
 from storage.types import utcnow
 
 FINISHED = RUN_FINISHED
@@ -103,6 +103,7 @@ class RunPublic(Public):
     # Runs ahead of it in the execution queue (None unless queued and known; see Runtime.get_run).
     queue_position: int | None = None
     input_timeout: int | None = None
+    sandbox: str = ""
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
@@ -110,6 +111,9 @@ class RunPublic(Public):
 
 
 class RunService:
+    # Runs of one workspace queued or running at once (AGENTDECK_MAX_CONCURRENT_RUNS).
+    max_concurrent: int = 4
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -127,6 +131,19 @@ class RunService:
             workspace = session.get(Workspace, data.workspace_id)
             if workspace is None:
                 raise NotFound("workspace", data.workspace_id)
+            if data.project_id is not None:
+                project = session.get(Project, data.project_id)
+                if project is None or project.workspace_id != data.workspace_id:
+                    raise NotFound("project", data.project_id)
+            active = session.exec(
+                select(func.count())
+                .select_from(Run)
+                .where(Run.workspace_id == data.workspace_id, col(Run.status).in_(("queued", "running")))
+            ).one()
+            if active >= self.max_concurrent:
+                raise Conflict(
+                    f"the workspace already has {active} runs queued or running (the limit is {self.max_concurrent})"
+                )
             members: list[RunMember] = []
             run = Run(
                 workspace_id=data.workspace_id,
@@ -186,11 +203,7 @@ class RunService:
         if status:
             stmt = stmt.where(Run.status == status)
         if cursor:
-            created, ident = decode_cursor(cursor, 2)
-            try:
-                before, before_id = datetime.fromisoformat(created), uuid.UUID(str(ident))
-            except (TypeError, ValueError) as exc:
-                raise InvalidInput("malformed cursor") from exc
+            before, before_id = decode_time_id_cursor(cursor)
             # A row-value comparison bounds the index range on both columns (an OR form would not).
             stmt = stmt.where(sa.tuple_(col(Run.created_at), col(Run.id)) < (before, before_id))
         stmt = stmt.order_by(col(Run.created_at).desc(), col(Run.id).desc()).limit(limit + 1)
@@ -205,6 +218,13 @@ class RunService:
         return Page[RunPublic](items=items, next_cursor=next_cursor)
 
     # -- lifecycle (called by the runtime) -------------------------------------------------
+    def set_sandbox(self, run_id: uuid.UUID, mode: str) -> None:
+        """Record how the run's generated code runs (core/runtime/sandbox.py's modes)."""
+        with self.db.write() as session:
+            run = _run(session, run_id, None)
+            run.sandbox = mode
+            session.add(run)
+
     def mark_running(self, run_id: uuid.UUID, llm_label: str, resumed_at_round: int | None = None) -> RunPublic:
         """An execution of the run begins: the first one moves it queued → running; a later one
         (after a restart or a takeover) counts an attempt and says where it resumed."""

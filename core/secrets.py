@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -114,11 +115,15 @@ def _fernet(key: str, source: str) -> Fernet:
 
 
 def _read_or_create_key_file(path: Path) -> str:
-    """The key in `path`; if there is none, a new one, written 0600.
+    return read_or_create_secret_file(path, Fernet.generate_key)
 
-    The new key is written to a private temporary file and hard-linked into place, which fails
-    if the file appeared meanwhile: processes starting together agree on one key, and none can
-    read a half-written file.
+
+def read_or_create_secret_file(path: Path, make: Callable[[], bytes]) -> str:
+    """The secret in `path`; if there is none, a new one (`make()`), created 0600.
+
+    The new secret is written to a private temporary file (created 0600, never wider) and
+    hard-linked into place, which fails if the file appeared meanwhile: processes starting
+    together agree on one secret, and none can read a half-written file.
     """
     if path.exists():
         return _read_key_file(path)
@@ -129,12 +134,12 @@ def _read_or_create_key_file(path: Path) -> str:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, KEY_FILE_MODE)  # whatever the umask
         with os.fdopen(fd, "wb") as out:
-            out.write(Fernet.generate_key())
+            out.write(make())
             out.flush()
             os.fsync(out.fileno())
         try:
             os.link(tmp, path)
-            log.info("generated a new secret key in %s", path)
+            log.info("generated a new secret in %s", path)
         except FileExistsError:
             pass  # another process got there first: its key is the key
     finally:

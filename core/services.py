@@ -17,7 +17,7 @@ from core.context import ContextService
 from core.db import Database
 from core.events import EventBus, purge_events_older_than
 from core.llm_calls import LlmCallService
-from core.llm_profiles import LlmProfileService
+from core.llm_profiles import EndpointPolicy, LlmProfileService
 from core.messages import MessageService
 from core.run_inputs import RunInputService
 from core.runs import RunService
@@ -101,7 +101,7 @@ class Services:
 
 def build_services(settings: Settings, db: Database | None = None) -> Services:
     db = db or Database(settings.resolved_database_url)
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         bus=EventBus(db),
@@ -112,10 +112,17 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
         runs=RunService(db),
         run_inputs=RunInputService(db),
         tokens=TokenService(db),
-        llm_profiles=LlmProfileService(db, SecretBox(settings)),
+        llm_profiles=LlmProfileService(
+            db,
+            SecretBox(settings),
+            EndpointPolicy(loopback_bind=settings.loopback_bind, allow_private=settings.allow_private_llm),
+        ),
         analytics=AnalyticsService(db),
         llm_calls=LlmCallService(db, settings.llm_call_max_chars, settings.record_llm_calls),
     )
+    services.runs.max_concurrent = settings.max_concurrent_runs
+    services.tokens.cache_seconds = settings.token_cache_seconds
+    return services
 
 
 _current: Services | None = None

@@ -4,15 +4,23 @@ A secret looks like `adk_<43 url-safe characters>` (256 random bits). Only its h
 characters (`prefix`, so people can tell tokens apart in a list) reach the database; the secret
 itself is returned once by `create` and never again.
 
-`authenticate` runs on every API request, so it is one indexed read. It records `last_used_at`
-at most once a minute per token: the UPDATE is conditional on the stored value being older than
-that, so neither many requests nor many processes turn authentication into a write per request.
+`authenticate` runs on every API request and always makes its one indexed read, so a revocation
+takes effect on the next request in every process (several servers on one PostgreSQL included):
+a cache that skipped the read could not know about a revocation made elsewhere without a read.
+What is cached (per process, `cache_seconds`, default 5 s) is the fact that a secret was valid:
+`cached(hash)` is how the rate limiter tells a validated token (its own budget) from anything
+else (the client address's budget) before any database work; invalid secrets are never cached,
+and revoking drops the token from this process's cache at once. It records `last_used_at` at most once a minute per token: the UPDATE is
+conditional on the stored value being older than that, so neither many requests nor many
+processes turn authentication into a write per request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -33,6 +41,8 @@ PREFIX_CHARS = 12
 MAX_SECRET_CHARS = 200
 LAST_USED_EVERY = timedelta(minutes=1)
 MAX_TOKENS_LISTED = 1000
+DEFAULT_CACHE_SECONDS = 5.0
+MAX_CACHED_TOKENS = 10_000
 
 _name = TypeAdapter(Name)
 
@@ -47,6 +57,7 @@ class TokenPublic(Public):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    admin: bool = False
 
     @property
     def revoked(self) -> bool:
@@ -58,12 +69,48 @@ def hash_secret(secret: str) -> str:
 
 
 class TokenService:
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         # Injectable so tests can let a minute pass without sleeping.
         self.clock = clock
+        self.cache_seconds = cache_seconds
+        self.monotonic = monotonic
+        self._cache: dict[str, tuple[TokenPublic, float]] = {}
+        self._cache_lock = threading.Lock()
 
-    def create(self, workspace_id: uuid.UUID, name: str) -> tuple[TokenPublic, str]:
+    # -- the cache of valid tokens -----------------------------------------------------------
+    def cached(self, secret_hash: str) -> TokenPublic | None:
+        """The valid token with this secret hash, if this process validated it recently."""
+        with self._cache_lock:
+            entry = self._cache.get(secret_hash)
+            if entry is None:
+                return None
+            if entry[1] <= self.monotonic():
+                del self._cache[secret_hash]
+                return None
+            return entry[0]
+
+    def _remember(self, secret_hash: str, token: TokenPublic) -> None:
+        if self.cache_seconds <= 0:
+            return
+        with self._cache_lock:
+            if len(self._cache) >= MAX_CACHED_TOKENS:
+                self._cache.clear()
+            self._cache[secret_hash] = (token, self.monotonic() + self.cache_seconds)
+
+    def _forget(self, token_id: uuid.UUID) -> None:
+        with self._cache_lock:
+            for key in [k for k, (t, _) in self._cache.items() if t.id == token_id]:
+                del self._cache[key]
+
+    def create(self, workspace_id: uuid.UUID, name: str, *, admin: bool = False) -> tuple[TokenPublic, str]:
         """A new token of the workspace and its secret. The secret is not stored: show it now."""
         try:
             name = _name.validate_python(name)
@@ -78,6 +125,7 @@ class TokenService:
                 name=name,
                 token_hash=hash_secret(secret),
                 prefix=secret[:PREFIX_CHARS],
+                admin=admin,
             )
             session.add(row)
             session.flush()
@@ -113,14 +161,17 @@ class TokenService:
                 row.revoked_at = self.clock()
                 session.add(row)
                 session.flush()
-            return TokenPublic.model_validate(row)
+            public = TokenPublic.model_validate(row)
+        self._forget(token_id)
+        return public
 
     def authenticate(self, secret: str) -> TokenPublic:
         """The live token whose secret this is; Unauthorized for anything else."""
         if not secret or len(secret) > MAX_SECRET_CHARS:
             raise Unauthorized("invalid token")
+        secret_hash = hash_secret(secret)
         with self.db.read() as session:
-            row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_secret(secret))).first()
+            row = session.exec(select(ApiToken).where(ApiToken.token_hash == secret_hash)).first()
             if row is None:
                 raise Unauthorized("invalid token")
             token = TokenPublic.model_validate(row)
@@ -130,6 +181,7 @@ class TokenService:
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
             self._touch(token.id, now)
             token = token.model_copy(update={"last_used_at": now})
+        self._remember(secret_hash, token)
         return token
 
     def _touch(self, token_id: uuid.UUID, now: datetime) -> None:

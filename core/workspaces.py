@@ -33,8 +33,8 @@ CODE_EXECUTION = "code_execution"
 
 
 def code_execution_enabled(settings: dict[str, object]) -> bool:
-    """On unless the workspace turned it off."""
-    return bool(settings.get(CODE_EXECUTION, True))
+    """Off unless an operator turned it on (issue 12: generated code is hostile by default)."""
+    return bool(settings.get(CODE_EXECUTION, False))
 
 
 class WorkspaceService:
@@ -88,6 +88,10 @@ class WorkspaceService:
             session.add(ws)
             session.flush()
             return WorkspacePublic.model_validate(ws)
+
+    def set_code_execution(self, workspace_id: uuid.UUID, enabled: bool) -> WorkspacePublic:
+        """The operator's switch (CLI, Settings, an admin token's PATCH)."""
+        return self.update(workspace_id, WorkspaceUpdate(settings={CODE_EXECUTION: enabled}))
 
     def delete(self, workspace_id: uuid.UUID) -> None:
         with self.db.write() as session:

@@ -229,6 +229,8 @@ class Run(SQLModel, table=True):
     fork_round: int | None = Field(default=None)
     # Seconds a person has to answer each request of this run; None waits for ever.
     input_timeout: int | None = Field(default=None)
+    # How generated code ran: bubblewrap | unsandboxed | unavailable | off ("" before it started).
+    sandbox: str = Field(default="", max_length=20, sa_column_kwargs={"server_default": ""})
     started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = _created_at()
@@ -372,6 +374,8 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(max_length=128, unique=True)
     # First characters of the secret, shown in lists so people can tell tokens apart.
     prefix: str = Field(default="", max_length=16)
+    # Admin tokens may also create workspaces (`token create --admin`).
+    admin: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     last_used_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = _created_at()

@@ -214,7 +214,7 @@ def test_a_token_sees_only_its_own_workspace(api: Api) -> None:
 def test_creating_a_workspace_over_the_api_grants_no_access_to_it(api: Api) -> None:
     ws = api.workspace()
     slug = f"made-{uuid.uuid4().hex[:8]}"
-    with api.client(api.token(ws)) as client:
+    with api.client(api.tokens.create(ws.id, "admin", admin=True)[1]) as client:  # issue 12: admin only
         created = client.post("/api/workspaces", json={"slug": slug, "name": "Made over the API"})
         assert created.status_code == 201, created.text
         assert created.json()["slug"] == slug and created.json()["name"] == "Made over the API"
@@ -224,7 +224,7 @@ def test_creating_a_workspace_over_the_api_grants_no_access_to_it(api: Api) -> N
 
 
 def test_a_bad_workspace_slug_is_422_and_creates_nothing(api: Api) -> None:
-    with api.client(api.token(api.workspace())) as client:
+    with api.client(api.tokens.create(api.workspace().id, "admin", admin=True)[1]) as client:
         for bad in ({"slug": "Not A Slug!"}, {"slug": ""}, {"slug": "-dash"}, {"name": "no slug"}):
             assert_json_error(client.post("/api/workspaces", json=bad), 422)
         assert_json_error(

@@ -1,16 +1,22 @@
 """Generated code stays contained (SPEC §9, issue: a team run once installed LLM-chosen packages
 into the host's Python). A full SOP run whose task list names a package — a wheel built by the
-test, so no network is needed for it — must install that package into the run's own virtual
-environment only; with code execution off nothing is executed or installed at all."""
+test and served by a package index on 127.0.0.1 (the operator's AGENTDECK_PIP_INDEX_URL), so no
+outside network is needed — must install that package into the run's own virtual environment
+only; with code execution off nothing is executed or installed at all."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
+import http.server
 import json
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -60,20 +66,48 @@ def build_canary_wheel(directory: Path) -> Path:
     return wheel
 
 
-def requiring(wheel: Path) -> Any:
-    """The test server's default answers, with the task list's packages replaced by the wheel."""
+def requiring(requirement: str) -> Any:
+    """The test server's default answers, with the task list's packages replaced."""
 
     def respond(body: dict[str, Any]) -> str:
         text = default_responder(body)
-        return re.sub(r'"Required packages":\s*\[[^\]]*\]', f'"Required packages": [{json.dumps(str(wheel))}]', text)
+        return re.sub(r'"Required packages":\s*\[[^\]]*\]', f'"Required packages": [{json.dumps(requirement)}]', text)
 
     return respond
 
 
+@contextlib.contextmanager
+def package_index(wheel: Path) -> Iterator[str]:
+    """A PEP 503 "simple" index on 127.0.0.1 holding the wheel."""
+    root = wheel.parent / "index"
+    project = root / "simple" / CANARY.replace("_", "-")
+    project.mkdir(parents=True)
+    shutil.copy(wheel, project / wheel.name)
+    (project / "index.html").write_text(f'<html><body><a href="{wheel.name}">{wheel.name}</a></body></html>')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
-def rt(settings: Settings) -> Iterator[Services]:
+def index(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    wheel = build_canary_wheel(tmp_path)
+    with package_index(wheel) as url:
+        yield wheel, url
+
+
+@pytest.fixture
+def rt(settings: Settings, index: tuple[Path, str]) -> Iterator[Services]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    built = build_services(settings.model_copy(update={"llm_timeout": 10, "run_time_limit": 300}))
+    built = build_services(
+        settings.model_copy(update={"llm_timeout": 10, "run_time_limit": 300, "pip_index_url": index[1]})
+    )
     sync_definitions(built.db)
     built.runtime.ensure_ready()
     yield built
@@ -101,15 +135,14 @@ def _imports(python: str | Path) -> bool:
     return probe.returncode == 0
 
 
-def test_generated_requirements_install_only_into_the_runs_own_environment(rt: Services, tmp_path: Path) -> None:
-    wheel = build_canary_wheel(tmp_path)
-    with LlmServer(responder=requiring(wheel)) as server:
+def test_generated_requirements_install_only_into_the_runs_own_environment(rt: Services) -> None:
+    with LlmServer(responder=requiring(f"{CANARY}==0.1.0")) as server:
         run_id = _sop_run(rt, server, code_execution=True)
 
     run = rt.runs.get(run_id)
     assert run.status == "completed", run.error
     requirements = [f for f in rt.runtime.run_files(run_id) if f.endswith("requirements.txt")]
-    assert requirements and str(wheel) in rt.runtime.read_run_file(run_id, requirements[0])
+    assert requirements and CANARY in rt.runtime.read_run_file(run_id, requirements[0])
 
     venv_python = rt.runtime.run_dir(run_id) / "venv" / "bin" / "python"
     assert venv_python.exists()
@@ -121,9 +154,8 @@ def test_generated_requirements_install_only_into_the_runs_own_environment(rt: S
     assert outputs, rt.runtime.run_files(run_id)
 
 
-def test_with_code_execution_off_nothing_is_executed_or_installed(rt: Services, tmp_path: Path) -> None:
-    wheel = build_canary_wheel(tmp_path)
-    with LlmServer(responder=requiring(wheel)) as server:
+def test_with_code_execution_off_nothing_is_executed_or_installed(rt: Services) -> None:
+    with LlmServer(responder=requiring(f"{CANARY}==0.1.0")) as server:
         run_id = _sop_run(rt, server, code_execution=False)
 
     run = rt.runs.get(run_id)

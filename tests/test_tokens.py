@@ -36,7 +36,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def tokens(services: Services, clock: Clock) -> TokenService:
-    return TokenService(services.db, clock=clock)
+    # No cache here: these tests watch every authentication reach the database.
+    return TokenService(services.db, clock=clock, cache_seconds=0)
 
 
 @pytest.fixture
@@ -71,6 +72,7 @@ def test_the_secret_is_returned_once_and_only_its_hash_is_stored(
         "created_at",
         "last_used_at",
         "revoked_at",
+        "admin",
     }
     assert token.workspace_id == acme.id and token.name == "ci" and token.revoked_at is None
 

@@ -22,6 +22,7 @@ from core.errors import DomainError, StaleVersion
 from core.pagination import encode_cursor
 from core.services import get_services
 from ui.format import esc, full_time, json_error_text, markup, pretty_json, when
+from ui.safe_props import with_props
 from ui.widgets import json_editor
 
 VERSIONS_PAGE = 20
@@ -332,7 +333,7 @@ class ContextPanel:
         assert self.current is not None
         self.version_chip.text = f"version {self.current.version}"
         self.updated_label.text = f"updated {when(self.current.updated_at)}"
-        self.updated_label.props(f'title="{full_time(self.current.updated_at)}"')
+        with_props(self.updated_label, {"title": full_time(self.current.updated_at)})
         text = pretty_json(self.current.data)
         if len(text) > MAX_VIEW_CHARS:
             text = text[:MAX_VIEW_CHARS] + "\n… (truncated here; the editor holds all of it)"
@@ -342,12 +343,9 @@ class ContextPanel:
         if summary.version in self.version_rows:
             return
         with self.versions:
-            row = (
-                ui.row()
-                .classes("w-full items-center gap-2 py-2 no-wrap")
-                .props(f"data-version={summary.version}")
-                .mark(f"version-{summary.version}")
-            )
+            row = with_props(
+                ui.row().classes("w-full items-center gap-2 py-2 no-wrap"), {"data-version": summary.version}
+            ).mark(f"version-{summary.version}")
         with row:
             reason = (
                 f' · <span class="text-slate-600 dark:text-slate-300">{esc(summary.reason)}</span>'

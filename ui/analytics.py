@@ -43,6 +43,7 @@ from ui.analytics_charts import (
 )
 from ui.analytics_llm import LLM_CHARTS
 from ui.format import full_time, when
+from ui.safe_props import with_props
 from ui.theme import frame, page_dark_mode
 
 router = APIRouter()
@@ -106,11 +107,13 @@ class Chart:
                 with ui.column().classes("gap-0 grow min-w-0"):
                     ui.label(spec.title).classes("text-base font-semibold")
                     self.subtitle = ui.label(spec.subtitle).classes(f"text-xs {MUTED}")
-                ui.button(icon="image", on_click=self.download_png).props(
-                    f'flat round dense size=sm aria-label="Download {spec.title} as PNG"'
+                with_props(
+                    ui.button(icon="image", on_click=self.download_png).props("flat round dense size=sm"),
+                    {"aria-label": f"Download {spec.title} as PNG"},
                 ).tooltip("Download PNG").mark(f"png-{spec.name}")
-                ui.button(icon="table_view", on_click=self.download_csv).props(
-                    f'flat round dense size=sm aria-label="Download {spec.title} as CSV"'
+                with_props(
+                    ui.button(icon="table_view", on_click=self.download_csv).props("flat round dense size=sm"),
+                    {"aria-label": f"Download {spec.title} as CSV"},
                 ).tooltip("Download CSV").mark(f"csv-{spec.name}")
             self.plot = ui.plotly(base_figure(spec.name, page.dark)).classes("w-full").mark(f"chart chart-{spec.name}")
 

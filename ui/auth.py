@@ -1,25 +1,37 @@
-"""Dashboard login (SPEC §8): one shared password, a signed session, a middleware in front of pages.
+"""Dashboard login (SPEC §8, issue 12): one shared password, server-side sessions, a middleware in
+front of pages.
 
 Only active when a password is configured (main.py refuses a non-loopback bind without one).
 The middleware sends every unauthenticated page request to `/login?redirect_to=...`; NiceGUI's
-own assets and socket (`/_nicegui*`), the REST API (`/api`) and the event stream (`/ws`) pass
-through, because the API authenticates with its own bearer tokens.
+own assets and socket (`/_nicegui*`) and the REST API (`/api`, `/ws`: their own bearer tokens)
+pass through. `/docs`, `/redoc` and `/openapi.json` need the login.
 
-The session holds an HMAC of the password keyed by the storage secret rather than a bare
-"authenticated" flag: changing the password logs every browser out, and the server-side storage
-file reveals nothing about the password.
+- Wrong passwords are counted per client address with `limits` (AGENTDECK_LOGIN_RATE_LIMIT,
+  default 10/minute): past it that address is refused until the window moves on. There is no
+  global lock, so a brute-forcer cannot lock the real user (another address) out.
+- A login creates a new random session id, kept server-side (its SHA-256, with an expiry of
+  AGENTDECK_SESSION_SECONDS) in NiceGUI's general storage; the browser's storage holds the id
+  only. A session id set before the login (fixation) is never one the server knows. Changing
+  the password invalidates every session (the record is keyed with an HMAC of the password).
+- Logout deletes the server-side session and sends every open tab of that browser to /login.
+- Redirect targets after login are plain same-origin paths only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-from urllib.parse import quote
+import secrets
+import time
+import unicodedata
+from urllib.parse import quote, unquote, urlsplit
 
+import limits
 from fastapi import Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
-from nicegui import APIRouter, app, ui
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from nicegui import APIRouter, Client, app, ui
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
@@ -27,9 +39,7 @@ from core.services import get_services
 from ui.theme import apply_theme, brand
 
 SESSION_KEY = "auth"
-# Wrong guesses are checked one at a time and each one holds the lock this long, so a process
-# answers at most one wrong password per WRONG_PASSWORD_DELAY seconds, however many clients try.
-WRONG_PASSWORD_DELAY = 1.0
+SESSIONS_KEY = "auth_sessions"
 PUBLIC_PREFIXES = (
     "/_nicegui",
     "/_nicegui_ws",
@@ -40,45 +50,93 @@ PUBLIC_PREFIXES = (
     "/login",
     "/logout",
     "/favicon.ico",
-    "/docs",
-    "/redoc",
-    "/openapi.json",
 )
 
 router = APIRouter()
-_guesses = asyncio.Lock()
+_limiter = MovingWindowRateLimiter(MemoryStorage())
 
 
 def auth_enabled() -> bool:
     return bool(get_services().settings.password)
 
 
-def _session_token(password: str) -> str:
-    secret = (app.storage.secret or "").encode()
-    return hmac.new(secret, password.encode(), hashlib.sha256).hexdigest()
+def _login_limit() -> limits.RateLimitItem:
+    return limits.parse(get_services().settings.login_rate_limit)
+
+
+def _record_key(session_id: str) -> str:
+    """What the server stores for a session: an HMAC of its id, keyed by the password."""
+    password = (get_services().settings.password or "").encode()
+    return hmac.new(password, session_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _sessions() -> dict[str, float]:
+    sessions = app.storage.general.get(SESSIONS_KEY)
+    if not isinstance(sessions, dict):
+        sessions = {}
+        app.storage.general[SESSIONS_KEY] = sessions
+    return sessions
+
+
+def start_session() -> str:
+    """A new server-side session for this browser (its id replaces whatever the browser held)."""
+    session_id = secrets.token_urlsafe(32)
+    now = time.time()
+    sessions = {k: v for k, v in _sessions().items() if isinstance(v, int | float) and v > now}
+    sessions[_record_key(session_id)] = now + get_services().settings.session_seconds
+    app.storage.general[SESSIONS_KEY] = sessions
+    app.storage.user[SESSION_KEY] = session_id
+    return session_id
+
+
+def end_session() -> None:
+    session_id = app.storage.user.pop(SESSION_KEY, None)
+    if isinstance(session_id, str):
+        sessions = dict(_sessions())
+        sessions.pop(_record_key(session_id), None)
+        app.storage.general[SESSIONS_KEY] = sessions
 
 
 def is_authenticated() -> bool:
-    """True when no password is configured, or this browser's session holds a valid login."""
-    password = get_services().settings.password
-    if not password:
+    """True when no password is configured, or this browser holds a live server-side session."""
+    if not get_services().settings.password:
         return True
-    token = app.storage.user.get(SESSION_KEY)
-    return isinstance(token, str) and hmac.compare_digest(token, _session_token(password))
+    session_id = app.storage.user.get(SESSION_KEY)
+    if not isinstance(session_id, str):
+        return False
+    expires = _sessions().get(_record_key(session_id))
+    return isinstance(expires, int | float) and expires > time.time()
 
 
-async def check_password(candidate: str) -> bool:
+class TooManyAttempts(Exception):
+    pass
+
+
+async def check_password(candidate: str, client_address: str = "unknown") -> bool:
+    """Compare in constant time; wrong guesses count against the client's address only."""
+    limit = _login_limit()
+    key = f"login:{client_address}"
+    if not _limiter.test(limit, key):
+        raise TooManyAttempts
     password = get_services().settings.password or ""
-    async with _guesses:
-        ok = bool(password) and hmac.compare_digest(candidate.encode(), password.encode())
-        if not ok:
-            await asyncio.sleep(WRONG_PASSWORD_DELAY)
+    ok = bool(password) and hmac.compare_digest(candidate.encode(), password.encode())
+    if not ok:
+        _limiter.hit(limit, key)
     return ok
 
 
 def safe_target(path: str | None) -> str:
-    """Only same-site paths: `//host` and `/\\host` would leave the site (an open redirect)."""
-    if not path or not path.startswith("/") or path.startswith(("//", "/\\")) or _is_public(path):
+    """Only plain same-origin paths: no scheme or host, no `//` or `\\` start, no control or
+    space characters (browsers drop a tab, so `/%09/evil.example` would become `//evil.example`)."""
+    if not path or not path.startswith("/") or _is_public(path):
+        return "/"
+    decoded = unquote(path)
+    if any(unicodedata.category(c)[0] in {"C", "Z"} for c in decoded) or "\\" in decoded:
+        return "/"
+    if decoded.startswith("//") or path.startswith("//"):
+        return "/"
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc:
         return "/"
     return path
 
@@ -110,14 +168,21 @@ def login(redirect_to: str = "/") -> RedirectResponse | None:
         return RedirectResponse(target, status_code=303)
     apply_theme()
 
+    request = ui.context.client.request
+    address = request.client.host if request is not None and request.client else "unknown"
+
     async def try_login() -> None:
         button.disable()
         try:
-            ok = await check_password(password.value or "")
+            ok = await check_password(password.value or "", address)
+        except TooManyAttempts:
+            password.value = ""
+            password.error = "Too many wrong passwords from this address: wait a minute"
+            return
         finally:
             button.enable()
         if ok:
-            app.storage.user[SESSION_KEY] = _session_token(get_services().settings.password or "")
+            start_session()
             ui.navigate.to(target)
         else:
             password.value = ""  # clears any error (auto-validation), so set the error after it
@@ -141,10 +206,26 @@ def login(redirect_to: str = "/") -> RedirectResponse | None:
 
 
 @router.get("/logout", include_in_schema=False)
-async def logout() -> RedirectResponse:
+async def logout(request: Request) -> RedirectResponse:
     # Only the login is dropped: the workspace choice and dark mode stay with the browser.
-    app.storage.user.pop(SESSION_KEY, None)
+    end_session()
+    close_browser_clients(request.session.get("id"))
     return RedirectResponse("/login", status_code=303)
+
+
+def close_browser_clients(browser_id: object) -> int:
+    """Send every open tab of this browser to /login (their pages were opened while logged in)."""
+    if not browser_id:
+        return 0
+    closed = 0
+    for client in list(Client.instances.values()):
+        request = client.request
+        if request is None or request.session.get("id") != browser_id:
+            continue
+        with client:
+            ui.navigate.to("/login")
+        closed += 1
+    return closed
 
 
 def install() -> None:

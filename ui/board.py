@@ -28,6 +28,7 @@ from core.services import get_services
 from core.status import AgentStatus
 from core.templates import TemplatePublic
 from ui import live
+from ui.safe_props import with_props
 from ui.teams import team_offer
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, STATUS_COLORS
@@ -101,12 +102,17 @@ class AgentCard:
 
     def render(self) -> None:
         agent = self.agent
-        self.card.props(f"data-agent-id={agent.id} data-status={agent.status}")
+        with_props(self.card, {"data-agent-id": str(agent.id), "data-status": agent.status})
         self.body.set_content(self._body_html())
         running = agent.status in RUNNING
         self.toggle.set_text("Deactivate" if running else "Activate")
-        self.toggle.props(f"icon={'power_settings_new' if running else 'play_arrow'}")
-        self.toggle.props(f"color={'blue-grey-6' if running else 'primary'}")
+        with_props(
+            self.toggle,
+            {
+                "icon": "power_settings_new" if running else "play_arrow",
+                "color": "blue-grey-6" if running else "primary",
+            },
+        )
         if self.menu is not None and self.menu.value:  # open while the status changed: offer what is allowed now
             self._fill_menu()
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from core.errors import Conflict, DomainError
 from core.schemas import WorkspaceCreate, WorkspacePublic
 from core.services import get_services
+from ui.safe_props import with_props
 from ui.state import set_current_workspace
 
 SLUG_HINT = "lowercase letters, digits and dashes, starting and ending with a letter or digit"
@@ -112,5 +113,5 @@ def stat_card(label: str, value: object, icon: str, *, marker: str | None = None
             figure = ui.label(str(value)).classes("text-2xl font-semibold leading-tight")
             ui.label(label).classes("text-sm text-gray-500")
     if marker:
-        figure.mark(marker).props(f"data-testid={marker}")
+        with_props(figure.mark(marker), {"data-testid": marker})
     return card

@@ -48,6 +48,7 @@ from ui.runs import (
     llm_chip,
     money,
 )
+from ui.safe_props import with_props
 from ui.state import current_workspace
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, RUN_STATUS_COLORS, run_status_badge, safe_markdown, status_badge
@@ -94,7 +95,7 @@ CAUSE_CHIP = (
 
 def set_run_badge(badge: ui.badge, status: str) -> None:
     badge.set_text(status)
-    badge.props(f"color={RUN_STATUS_COLORS.get(status, 'grey')} data-status={status}")
+    with_props(badge, {"color": RUN_STATUS_COLORS.get(status, "grey"), "data-status": status})
 
 
 # ============================================================================================
@@ -170,12 +171,10 @@ def render_message(m: MessagePublic, on_rerun: Callable[[int], Any] | None = Non
         else "bg-[#fff] dark:bg-slate-800 border-slate-200 dark:border-slate-700"
     )
     marker = f"run-message message-{m.cause_by}" if m.cause_by else "run-message"
-    with (
-        ui.element("div")
-        .classes(f"w-full min-w-0 rounded-xl border px-4 py-3 flex flex-col gap-1 shadow-sm {style}")
-        .props(f"data-message-id={m.id}")
-        .mark(marker) as element
-    ):
+    with with_props(
+        ui.element("div").classes(f"w-full min-w-0 rounded-xl border px-4 py-3 flex flex-col gap-1 shadow-sm {style}"),
+        {"data-message-id": str(m.id)},
+    ).mark(marker) as element:
         markup(message_header(m))
         round_no = m.metadata.get("round")
         if on_rerun is not None and m.role != "user" and isinstance(round_no, int) and round_no >= 1:
@@ -217,7 +216,9 @@ class MemberCard:
         self.member = member
         self.stream_text = ""
         key = member.agent_id or member.agent_name
-        with ui.card().classes("w-full p-4 gap-2 rounded-xl shadow-sm").props(f"data-member={key}").mark("member"):
+        card = ui.card().classes("w-full p-4 gap-2 rounded-xl shadow-sm").mark("member")
+        # The agent's name is data: never part of a props string (NiceGUI evaluates `:key=` ones).
+        with with_props(card, {"data-member": str(key)}):
             with ui.row().classes("w-full items-center no-wrap gap-3"):
                 ui.icon(ROLE_ICONS.get(member.role_kind, "smart_toy")).classes(
                     "text-xl p-2 rounded-lg bg-indigo-50 text-indigo-600 dark:bg-indigo-500/15 dark:text-indigo-300"
@@ -312,7 +313,7 @@ class RunView:
     # -- layout ----------------------------------------------------------------------------
     def build(self, agents: dict[uuid.UUID, AgentPublic]) -> None:
         self._build_header()
-        code_execution_notice(self.run.code_execution, of_run=True)
+        code_execution_notice(self.run.code_execution, of_run=True, sandbox=self.run.sandbox)
         with ui.row().classes("w-full items-center gap-2"):
             ui.icon("groups").classes("text-xl text-slate-400")
             ui.label("Team").classes(SECTION_TITLE)

@@ -30,6 +30,7 @@ from core.workspaces import code_execution_enabled
 from ui import live
 from ui.components import validation_messages
 from ui.format import esc, full_time, markup, when
+from ui.safe_props import with_props
 from ui.teams import prefill, team_offer
 from ui.theme import frame
 from ui.widgets import demo_model_chip, run_status_badge
@@ -40,10 +41,21 @@ ACTOR = "user"
 RUNS_PAGE = 20
 MAX_PICKER_AGENTS = 500
 
-CODE_ON = "Code execution is on: generated code runs only inside this run's own virtual environment."
+CODE_ON = (
+    "Code execution is on: generated code runs in a bubblewrap sandbox (only the run's folder writable, "
+    "no network, no server data or environment)."
+)
 CODE_OFF = "Code execution is off for this workspace: generated code will not be executed."
 # On a run's page: the switch as the run recorded it when created, not the workspace's today.
-RUN_CODE_ON = "Code execution is on for this run: generated code runs only inside its own virtual environment."
+RUN_CODE_ON = "Code execution is on for this run: generated code runs in a bubblewrap sandbox."
+# How a started run's code actually ran (runs.sandbox).
+RUN_SANDBOX = {
+    "bubblewrap": RUN_CODE_ON,
+    "unsandboxed": "Code execution for this run was UNSANDBOXED (allowed by the operator): generated code ran "
+    "with the server's rights.",
+    "unavailable": "Code execution was unavailable for this run (no sandbox on this server): generated code was "
+    "not executed.",
+}
 RUN_CODE_OFF = "Code execution is off for this run: generated code is not executed."
 
 # The events that carry a run's new state for the list of runs.
@@ -105,7 +117,7 @@ def profile_label(profile: LlmProfilePublic) -> str:
     return f"{profile.api_type} · {profile.model} (profile: {profile.name})"
 
 
-def code_execution_notice(enabled: bool, *, of_run: bool = False) -> ui.row:
+def code_execution_notice(enabled: bool, *, of_run: bool = False, sandbox: str = "") -> ui.row:
     colors = (
         "bg-sky-50 text-sky-900 border-sky-200 dark:bg-sky-500/10 dark:text-sky-100 dark:border-sky-800"
         if enabled
@@ -115,7 +127,10 @@ def code_execution_notice(enabled: bool, *, of_run: bool = False) -> ui.row:
     with ui.row().classes(f"w-full items-center gap-2 no-wrap rounded-lg border px-3 py-2 text-sm {colors}") as row:
         ui.icon("terminal" if enabled else "block", size="xs")
         texts = (RUN_CODE_ON, RUN_CODE_OFF) if of_run else (CODE_ON, CODE_OFF)
-        ui.label(texts[0] if enabled else texts[1]).mark("code-execution-notice")
+        text = texts[0] if enabled else texts[1]
+        if of_run and enabled and sandbox in RUN_SANDBOX:
+            text = RUN_SANDBOX[sandbox]
+        ui.label(text).mark("code-execution-notice")
     return row
 
 
@@ -292,15 +307,13 @@ class RunRow:
 
     def __init__(self, run: RunPublic) -> None:
         self.run = run
-        self.card = (
-            ui.link(target=f"/runs/{run.id}")
-            .classes(
+        self.card = with_props(
+            ui.link(target=f"/runs/{run.id}").classes(
                 "w-full no-underline text-inherit rounded-xl border border-slate-200 dark:border-slate-700 "
                 "bg-[#fff] dark:bg-slate-800 p-4 flex flex-col gap-2 shadow-sm hover:shadow-md transition-shadow"
-            )
-            .props(f"data-run-id={run.id}")
-            .mark(f"run-row run-{run.id}")
-        )
+            ),
+            {"data-run-id": str(run.id)},
+        ).mark(f"run-row run-{run.id}")
         self.render()
 
     def update(self, run: RunPublic) -> None:

@@ -27,6 +27,7 @@ from core.services import get_services
 from core.tokens import TokenPublic
 from core.workspaces import CODE_EXECUTION, code_execution_enabled
 from ui.components import validation_messages
+from ui.safe_props import with_props
 from ui.theme import frame
 from ui.widgets import demo_model_chip
 
@@ -131,8 +132,14 @@ class LlmProfiles:
         pid = profile.id
         with ui.row().classes(ROW + " no-wrap max-md:flex-wrap").mark(f"profile profile-{pid}"):
             star = ui.button(icon="star" if profile.is_default else "star_border", on_click=lambda: self._default(pid))
-            star.props(f"flat round dense color={'amber-8' if profile.is_default else 'grey'}")
-            star.props(f'title="{"Default profile" if profile.is_default else "Make this the default"}"')
+            star.props("flat round dense")
+            with_props(
+                star,
+                {
+                    "color": "amber-8" if profile.is_default else "grey",
+                    "title": "Default profile" if profile.is_default else "Make this the default",
+                },
+            )
             star.mark(f"default-{pid}" + (" default-profile" if profile.is_default else ""))
             with ui.column().classes("gap-0 grow min-w-0"):
                 with ui.row().classes("items-center gap-2"):
@@ -424,8 +431,10 @@ def workspace_section(workspace: WorkspacePublic) -> None:
             with ui.column().classes("gap-0 grow"):
                 ui.label("Code execution").classes("font-medium")
                 ui.label(
-                    "Generated code runs only inside each run's own virtual environment; "
-                    "off means it is never executed or installed."
+                    "Off by default. When on, the QA engineer's generated code runs in a bubblewrap sandbox: "
+                    "only the run's own folder is writable, no network while it runs (installs take plain "
+                    "`name==version` packages from the package index only), no server data, home or "
+                    "environment, with CPU, memory, process, file-size and time limits."
                 ).classes(f"text-sm {MUTED}")
             ui.switch(value=code_execution_enabled(workspace.settings), on_change=save).props(
                 'aria-label="Code execution"'

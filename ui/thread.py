@@ -35,6 +35,7 @@ from core.runtime_labels import DEMO_MODEL_LABEL
 from core.schemas import AgentPublic
 from core.services import get_services
 from ui.format import esc, full_time, markup, when
+from ui.safe_props import with_props
 from ui.widgets import safe_markdown
 
 PAGE_SIZE = 30
@@ -270,7 +271,7 @@ class MessageThread:
     # -- rendering -------------------------------------------------------------------------
     def _render(self, message: MessagePublic) -> ui.element:
         style = _MINE if message.role == "user" else _SYSTEM if message.role == "system" else _THEIRS
-        with ui.element("div").classes(style).props(f"data-seq={message.seq}").mark("message") as element:
+        with with_props(ui.element("div").classes(style), {"data-seq": message.seq}).mark("message") as element:
             markup(header_markup(message))
             safe_markdown(message.content).classes("break-words min-w-0 text-[15px]").mark("message-content")
         return element

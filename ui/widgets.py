@@ -10,6 +10,7 @@ from nicegui import ui
 
 from core.runtime_labels import DEMO_MODEL_LABEL
 from core.status import RunStatus
+from ui.safe_props import with_props
 from ui.theme import page_dark_mode
 
 # One Material icon per MetaGPT role kind (agent cards, run members).
@@ -53,22 +54,22 @@ def json_editor(value: str = "") -> ui.codemirror:
         value, language="JSON", theme=theme(dark.value if dark else False), indent="  ", line_wrapping=True
     ).classes("w-full rounded-lg border border-slate-200 dark:border-slate-700 text-sm")
     if dark is not None:
-        dark.on_value_change(lambda e: editor.props(f"theme={theme(e.value)}"))
+        dark.on_value_change(lambda e: with_props(editor, {"theme": theme(e.value)}))
     return editor
 
 
 def status_badge(status: str) -> ui.badge:
     """A coloured badge; call `.set_text()`/`.props(f"color=...")` via `update_status_badge`."""
-    return ui.badge(status, color=STATUS_COLORS.get(status, "grey")).props(f"data-status={status}")
+    return with_props(ui.badge(status, color=STATUS_COLORS.get(status, "grey")), {"data-status": status})
 
 
 def update_status_badge(badge: ui.badge, status: str) -> None:
     badge.set_text(status)
-    badge.props(f"color={STATUS_COLORS.get(status, 'grey')} data-status={status}")
+    with_props(badge, {"color": STATUS_COLORS.get(status, "grey"), "data-status": status})
 
 
 def run_status_badge(status: str) -> ui.badge:
-    return ui.badge(status, color=RUN_STATUS_COLORS.get(status, "grey")).props(f"data-status={status}")
+    return with_props(ui.badge(status, color=RUN_STATUS_COLORS.get(status, "grey")), {"data-status": status})
 
 
 # Images are dropped too: agent output could otherwise make the browser fetch a remote URL

@@ -16,6 +16,7 @@ A team run, step by step (SPEC §9):
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from core.context import ContextUpdate
 from core.errors import DomainError
 from core.events import EventType, append_event
 from core.runtime import checkpoint
+from core.runtime import sandbox as sandboxing
 from core.runtime.human import CURRENT_GATE, NO_ANSWER, NoAnswer, PersonGate, PersonLLM
 from core.runtime.observe import (
     CURRENT_RECORDER,
@@ -54,24 +56,11 @@ from core.runtime.roles import (
     build_team_role,
     split_context_update,
 )
-from core.runtime.sandbox import Sandbox
 from core.status import AgentStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
 UNLIMITED_BUDGET = 1e9
-
-
-class SandboxedContext(Context):
-    """A MetaGPT context whose subprocess environment is the run's sandbox (RunCode asks the
-    context for it), so `python` and `pip` resolve to the run's own virtual environment."""
-
-    sandbox_env: dict[str, str] | None = None
-
-    def new_environ(self) -> dict[str, str]:
-        if self.sandbox_env is None:
-            return super().new_environ()
-        return dict(self.sandbox_env)
 
 
 def _short(cause_by: str) -> str:
@@ -267,13 +256,13 @@ def binding_for(services: Any, agent_id: uuid.UUID) -> AgentBinding:
     )
 
 
-def _make_context(choice: LlmChoice, project_root: Path | None, budget: float) -> SandboxedContext:
+def _make_context(choice: LlmChoice, project_root: Path | None, budget: float) -> Context:
     config = Config.from_llm_config(choice.llm_config().model_dump(exclude_none=True))
     if project_root is not None:
         config.workspace.path = project_root
     # Diagrams stay as Mermaid source in the run folder; rendering them needs a browser toolchain.
     config.mermaid.engine = "none"
-    ctx = SandboxedContext(config=config)
+    ctx = Context(config=config)
     ctx.cost_manager = RecordingCostManager(max_budget=budget)
     return ctx
 
@@ -397,6 +386,7 @@ class TeamSession:
         self.trace: RunTrace | None = None
         self.bindings: list[AgentBinding] = []
         self.recorder = RuntimeRecorder(services, uuid.UUID(int=0), choice, run_id)
+        self._context = contextvars.copy_context()
 
     # -- from other threads ----------------------------------------------------------------
     def abort(self, reason: str) -> None:
@@ -420,7 +410,9 @@ class TeamSession:
             if self.suspending or self.cancel_reason:
                 coro.close()
                 raise asyncio.CancelledError
-            self._task = self.loop.create_task(coro)
+            # One context for every task of the session: what _build sets (recorder, gate, the
+            # run folder confinement, trace) holds in every round's task.
+            self._task = self.loop.create_task(coro, context=self._context)
         try:
             return self.loop.run_until_complete(self._task)
         finally:
@@ -439,12 +431,12 @@ class TeamSession:
         self.recorder.workspace_id = run.workspace_id
         if self.trace is None:  # metrics and OpenTelemetry: run in progress, run/round spans
             self.trace = trace_run(self.recorder)
-        sandbox: Sandbox | None = None
-        if run.code_execution:
-            sandbox = await asyncio.to_thread(Sandbox.create, self.run_dir / "venv", self.sandbox_timeout)
+        # Confines MetaGPT's file writes to the run folder (for every round: the session's tasks
+        # share one context, see _drive) and decides how generated code runs (core/runtime/sandbox.py).
+        mode, sandbox = await sandboxing.prepare(
+            self.services, self.run_id, run.workspace_id, self.run_dir, run.code_execution, self.sandbox_timeout
+        )
         ctx = _make_context(self.choice, self.run_dir / "workspace", run.investment)
-        if sandbox is not None:
-            ctx.sandbox_env = sandbox.environ()
         env = RecordingEnvironment(context=ctx, desc=f"an AgentDeck team run on: {run.idea[:200]}")
         # People in the run: members they play answer through PersonLLM; members needing approval
         # publish only what a person approved (core/runtime/human.py).
@@ -463,11 +455,8 @@ class TeamSession:
             build_team_role(b, ctx, PersonLLM() if b.agent_id in played else self.choice.make_llm())
             for b in self.bindings
         ]
-        if not run.code_execution:
-            from core.runtime.sandbox import disable_code_execution
-
-            for role in roles:
-                disable_code_execution(role)
+        for role in roles:
+            sandboxing.contain(role, mode, sandbox)
         team = Team(env=env, context=ctx)
         team.hire(roles)
         team.invest(run.investment)

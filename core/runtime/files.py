@@ -36,8 +36,14 @@ class RunFiles:
     def read(self, run_id: uuid.UUID, relative: str, scope: uuid.UUID | None = None) -> str:
         self.services.runs.get(run_id, scope=scope)
         root = (self.run_dir(run_id) / "workspace").resolve()
-        target = (root / relative).resolve()
-        if root not in target.parents or not target.is_file():
-            raise NotFound("run file", relative)
-        data = target.read_bytes()[:MAX_FILE_BYTES]
+        if len(relative) > 1024 or "\x00" in relative:
+            raise NotFound("run file", relative[:100])
+        try:
+            target = (root / relative).resolve()
+            if root not in target.parents or not target.is_file():
+                raise NotFound("run file", relative)
+            with target.open("rb") as handle:
+                data = handle.read(MAX_FILE_BYTES)  # never more than the limit, however big the file
+        except OSError as exc:
+            raise NotFound("run file", relative[:100]) from exc
         return data.decode("utf-8", errors="replace")

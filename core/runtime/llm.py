@@ -3,9 +3,7 @@ connection test of a profile."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -54,24 +52,3 @@ class LlmAccess:
             resolved.api_key,
             timeout=self.settings.llm_timeout,
         )
-
-    def test_profile(self, profile_id: uuid.UUID, scope: uuid.UUID | None = None) -> ConnectionTest:
-        """Ask the profile's endpoint for a one-word answer (blocking, bounded by llm_timeout)."""
-        profile = self.services.llm_profiles.get(profile_id, scope=scope)
-        choice = self.choice(profile.workspace_id, profile.name)
-
-        async def ping() -> str:
-            llm = choice.make_llm()
-            return str(await llm.aask("Reply with the single word OK.", stream=False))
-
-        started = time.monotonic()
-        try:
-            answer = asyncio.run(asyncio.wait_for(ping(), timeout=self.settings.llm_timeout * 3))
-        except BaseException as exc:  # LlmCallFailed is a BaseException; report, never raise
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            inner = getattr(exc, "error", exc)
-            return ConnectionTest(
-                ok=False, message=f"{type(inner).__name__}: {inner}"[:500], seconds=time.monotonic() - started
-            )
-        return ConnectionTest(ok=True, message=answer.strip()[:200], seconds=time.monotonic() - started)

@@ -17,6 +17,7 @@ startup) configures and imports it (core/runtime/bootstrap.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -70,7 +71,10 @@ class Runtime:
         return self.llm.choice(workspace_id, profile)
 
     def test_llm_profile(self, profile_id: uuid.UUID, scope: uuid.UUID | None = None) -> ConnectionTest:
-        return self.llm.test_profile(profile_id, scope)
+        """Core/runtime/connection.py's test: short timeout, no upstream text in the answer."""
+        from core.runtime.connection import test_connection
+
+        return asyncio.run(test_connection(self, profile_id, scope))
 
     # -- chat ------------------------------------------------------------------------------
     def send_message(

@@ -1,7 +1,7 @@
 """Team templates saved by users (issue 17); the built-in ones live in core/templates.py.
 
 Revision ID: 011
-Revises: 009
+Revises: 010
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from storage.types import UtcDateTime
 
 revision: str = "011"
-down_revision: str | None = "009"
+down_revision: str | None = "010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -104,3 +104,29 @@ def test_names_reasons_and_context_are_shown_as_text(seed: Seed, user_a: Page) -
         assert_nothing_ran(user_a, fired)
         assert user_a.locator('img[src="x"]').count() == 0, f"an <img src=x> element exists on the {tab} tab"
     assert IMG in user_a.title()
+
+
+PROP_PAYLOAD = 'prop :title="window.__xss=4" :aria-label="(()=>{window.__xss=5;return 1})()" :data-x="alert(6)"'
+
+
+def test_a_props_payload_in_an_agent_name_runs_on_no_page(seed: Seed, user_a: Page) -> None:
+    """Issue 12: NiceGUI evaluates `:key=` props as JavaScript, and run pages once put a member's
+    name into a props string. The name of a live agent and of a deleted run member, on every page."""
+    from core.runs import RunCreate
+
+    fired = watch_dialogs(user_a)
+    name = f"{PROP_PAYLOAD} {uuid.uuid4().hex[:6]}"
+    live = seed.agent(name)
+    gone = seed.agent(f"{PROP_PAYLOAD} gone {uuid.uuid4().hex[:6]}", definition="architect")
+    run = seed.services.runs.create(RunCreate(workspace_id=seed.workspace.id, agent_ids=[live, gone], idea=name))
+    seed.services.agents.delete(gone, actor="seed")  # its run member now shows the stored name
+
+    pages = ["/", f"/agents/{live}", f"/agents/{live}?tab=status", "/runs", f"/runs/{run.id}", "/analytics"]
+    pages += ["/settings", "/catalog"]
+    for path in pages:
+        user_a.goto(seed.url(path))
+        expect(user_a.locator("header")).to_be_visible()
+        assert_nothing_ran(user_a, fired)
+        assert user_a.locator("[data-x]").count() == 0, f"a prop from the name was set on {path}"
+    user_a.goto(seed.url(f"/runs/{run.id}"))
+    expect(user_a.get_by_text("gone").first).to_be_visible()

@@ -28,6 +28,8 @@ def ui_environment(
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.delenv("AGENTDECK_PASSWORD", raising=False)
     monkeypatch.delenv("AGENTDECK_DEMO", raising=False)
+    # NiceGUI's `user` fixture talks to the app as http://test.
+    monkeypatch.setenv("AGENTDECK_ALLOWED_HOSTS", "test")
     marker = request.node.get_closest_marker("dashboard_password")
     if marker is not None:
         monkeypatch.setenv("AGENTDECK_PASSWORD", marker.args[0])

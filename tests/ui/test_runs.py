@@ -22,7 +22,7 @@ from core.services import get_services
 from tests.llm_server import LlmServer
 from tests.waiting import eventually
 from ui.run_page import _file_nodes, prepare_content
-from ui.runs import CODE_OFF, CODE_ON, RUN_CODE_OFF
+from ui.runs import CODE_OFF, CODE_ON, RUN_CODE_OFF, RUN_SANDBOX
 
 SLOW = 90.0  # MetaGPT's first import in a process takes 20-30 s
 
@@ -144,13 +144,25 @@ async def test_the_run_list_follows_run_events_live(user: User) -> None:
     await user.should_see("LLM said no")
 
 
-async def test_the_start_card_shows_the_demo_model_and_code_execution_on_by_default(user: User) -> None:
+async def test_the_start_card_shows_the_demo_model_and_code_execution_off_by_default(user: User) -> None:
     ws = workspace()
     team(ws)
     await user.open("/runs")
     await user.should_see(marker="demo-model-chip")
+    assert text(user, "code-execution-notice") == CODE_OFF
+    get_services().workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": True}))
+    await user.open("/runs")
     assert text(user, "code-execution-notice") == CODE_ON
-    assert "runs only inside this run's own virtual environment" in CODE_ON
+    assert "bubblewrap sandbox" in CODE_ON
+
+
+async def test_a_run_page_says_which_sandbox_mode_the_run_used(user: User) -> None:
+    ws = workspace(code_execution=True)
+    alice, _ = team(ws)
+    run = make_run(ws, [alice])
+    get_services().runs.set_sandbox(run.id, "unsandboxed")
+    await user.open(f"/runs/{run.id}")
+    assert text(user, "code-execution-notice") == RUN_SANDBOX["unsandboxed"]
 
 
 async def test_code_execution_off_says_generated_code_will_not_be_executed(user: User) -> None:

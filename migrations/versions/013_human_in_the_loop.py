@@ -4,7 +4,7 @@ holds each request put to a person; a run waiting for one is `waiting`.
 The runs status check gains 'waiting'. SQLite cannot alter a CHECK constraint: batch mode
 rebuilds the table (runs has no FTS triggers, see 006).
 
-Revision ID: 014
+Revision ID: 013
 Revises: 012
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql
 
 import storage.types
 
-revision: str = "014"
+revision: str = "013"
 down_revision: str | None = "012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
