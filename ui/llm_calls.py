@@ -268,8 +268,8 @@ class RunTimeline:
 
     def _show(self) -> None:
         calls = sorted(self.calls.values(), key=lambda c: (c.started_at, str(c.id)))
+        # The plot stays displayed even while empty: Plotly cannot lay out (or resize) a hidden plot.
         self.empty.set_visibility(not calls)
-        self.plot.set_visibility(bool(calls))
         self.plot.figure = timeline_figure(calls)
         self.plot.update()
         errors = sum(1 for c in calls if c.outcome == "error")

@@ -46,9 +46,13 @@ def test_the_run_timeline_draws_and_clicking_a_call_shows_its_prompt(seed: Seed,
     expect(user_a.get_by_text(f"{len(calls)} calls")).to_be_visible()
 
     # Plotly picks the clicked bar from the pointer position over its drag layer: click there.
+    bars.first.scroll_into_view_if_needed()
     box = bars.first.bounding_box()
     assert box is not None
-    user_a.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    user_a.mouse.move(x, y)  # Plotly finds the point under the pointer on hover, then clicks it
+    expect(timeline.locator(".hoverlayer .hovertext")).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+    user_a.mouse.click(x, y)
     inspector = user_a.locator('[data-testid="llm-call-inspector"]')
     expect(inspector).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     prompt = inspector.locator('[data-testid="llm-call-prompt"]')
