@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core import metrics
-from core.config import Settings
+from core.errors import DomainError
 from core.services import Services, get_services
 
 router = APIRouter(tags=["metrics"])
@@ -35,22 +35,34 @@ def is_loopback_bind(host: str) -> bool:
         return False
 
 
-def scrape_allowed(settings: Settings, authorization: str | None) -> bool:
+def scrape_allowed(services: Services, authorization: str | None) -> bool:
+    """Open on loopback binds; elsewhere `AGENTDECK_METRICS_TOKEN` or an admin API token."""
+    settings = services.settings
     if is_loopback_bind(settings.host):
         return True
-    expected = settings.metrics_token
-    if not expected or not authorization:
+    if not authorization:
         return False
     scheme, _, secret = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(secret.strip().encode(), expected.encode())
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return False
+    expected = settings.metrics_token
+    if expected and hmac.compare_digest(secret.encode(), expected.encode()):
+        return True
+    try:
+        return services.tokens.authenticate(secret).admin
+    except DomainError:
+        return False
 
 
 @router.get("/metrics", include_in_schema=False)
 def scrape(request: Request) -> Response:
     services = get_services()
-    if not scrape_allowed(services.settings, request.headers.get("authorization")):
+    if not scrape_allowed(services, request.headers.get("authorization")):
         return JSONResponse(
-            {"detail": "metrics need `Authorization: Bearer <AGENTDECK_METRICS_TOKEN>` on this address"},
+            {
+                "detail": "metrics need `Authorization: Bearer <AGENTDECK_METRICS_TOKEN or an admin token>` on this address"
+            },
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )

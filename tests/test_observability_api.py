@@ -226,6 +226,18 @@ def test_metrics_on_a_non_loopback_bind_need_the_metrics_token(tmp_path_factory:
             assert right.status_code == 200
             names = {f.name for f in text_string_to_metric_families(right.text)}
             assert {"agentdeck_http_requests", "agentdeck_llm_calls", "agentdeck_runs"} <= names
+            # An admin API token scrapes too; a workspace token does not.
+            local = build_services(Settings(data_dir=data_dir, database_url=database_url))
+            try:
+                ws = local.workspaces.create(WorkspaceCreate(slug="metrics"))
+                _, admin = local.tokens.create(ws.id, "ops", admin=True)
+                _, plain = local.tokens.create(ws.id, "ci")
+            finally:
+                local.db.dispose()
+            as_admin = httpx.get(f"{app.base_url}/metrics", headers={"Authorization": f"Bearer {admin}"})
+            assert as_admin.status_code == 200 and "agentdeck_runs" in as_admin.text
+            as_plain = httpx.get(f"{app.base_url}/metrics", headers={"Authorization": f"Bearer {plain}"})
+            assert as_plain.status_code == 401
     finally:
         if database_url:
             drop_pg_database(database_url)
