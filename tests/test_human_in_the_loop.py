@@ -193,3 +193,27 @@ def test_a_chat_reply_waits_for_approval_before_it_is_stored(rt: Services, serve
     assert rt.runtime.wait_for_chat(agent, WAIT)
     assert rt.messages.list(agent).items[0].content == "An approved haiku."
     assert rt.agents.get(agent).status == "active"
+
+
+def test_an_edited_message_is_the_one_the_next_role_receives(rt: Services, server: LlmServer) -> None:
+    ws = _workspace(rt, server)
+    pm = _agent(rt, ws, "product-manager", "Alice")
+    architect = _agent(rt, ws, "architect", "Bob")
+    run_id = _start(rt, ws, [pm, architect], approve_agent_ids=[pm], n_rounds=3)
+
+    held = _next_request(rt, run_id)
+    edited = "EDITED BY A PERSON\n" + held.proposed
+    rt.run_inputs.answer(run_id, held.id, InputAnswer(decision="edit", text=edited))
+    assert rt.runtime.wait_for_run(run_id, WAIT)
+    assert rt.runs.get(run_id).status == "completed", rt.runs.get(run_id).error
+
+    # MetaGPT routed the edited message: it is what the architect holds in its memory (read from the
+    # team as checkpointed after each round), and what the transcript shows.
+    checkpoints = sorted((rt.runtime.run_dir(run_id) / "checkpoints").glob("round-*/team.json"))
+    assert checkpoints
+    team = json.loads(checkpoints[-1].read_text())
+    roles = team["env"]["roles"]
+    architect_state = json.dumps(next(r for r in roles.values() if r.get("profile") == "Architect"))
+    assert "EDITED BY A PERSON" in architect_state
+    prd = next(m for m in rt.messages.list_run(run_id, limit=50).items if m.cause_by == "WritePRD")
+    assert prd.content == edited
