@@ -6,7 +6,8 @@ Every error is JSON `{"detail": ...}` (plus machine-readable extras for 409s):
     InvalidTransition 409 {"detail", "current", "target", "allowed"}
     StaleVersion 409 {"detail", "current", "expected"} · Conflict 409
 
-FastAPI's own RequestValidationError keeps its default 422 `{"detail": [...]}`. A crash under
+FastAPI's RequestValidationError keeps its default 422 `{"detail": [...]}` (a non-UTF-8 body echoed
+in it is decoded with replacement characters instead of crashing the answer). A crash under
 /api answers a JSON 500 instead of NiceGUI's plain text. On a WebSocket the same mapping refuses
 the handshake with that HTTP answer, or, once accepted, closes with code 4000 + status.
 """
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketState
@@ -99,7 +102,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     setattr(crash, _WRAPPED, True)
     app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(Exception, crash)
+
+
+async def invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, except that a body which is not UTF-8 (echoed back as `input`) cannot make
+    the error answer itself crash: bytes are shown decoded with replacement characters."""
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", errors="replace")})
+    return JSONResponse({"detail": errors}, status_code=422)
 
 
 async def _call(handler: Callable[..., Any], conn: HTTPConnection, exc: Exception) -> Any:

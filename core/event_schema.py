@@ -108,7 +108,7 @@ class AgentStatusChanged(Payload):
 
 class AgentActivity(Payload):
     activity: str
-    agent_name: str
+    agent_name: str = ""  # run-level activity (sandbox, refused files) names no agent
 
 
 class AgentMessage(Payload):

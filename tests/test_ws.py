@@ -574,7 +574,9 @@ def test_a_client_that_falls_behind_is_told_to_resume_and_loses_no_stored_event(
     with client.websocket_connect(f"/ws/agents/stream?token={secret}") as socket:
         # A burst of pushed-only chunks overflows the 4-slot queue before the sender runs.
         for i in range(2000):
-            services.bus.publish_ephemeral(EventType.LLM_TOKEN, ws.id, {"text": f"{i} "}, agent_id=agent.id)
+            services.bus.publish_ephemeral(
+                EventType.LLM_TOKEN, ws.id, {"text": f"{i} ", "agent_name": "tester"}, agent_id=agent.id
+            )
         message = services.messages.append(agent.id, "stored meanwhile")
         frames = receive_until(socket, lambda f: f["type"] == "agent_message")
 
@@ -606,5 +608,5 @@ def test_pushed_only_tokens_reach_only_the_streams_they_belong_to(local: tuple[T
         "llm_token",
         None,
         str(agent.id),
-        {"text": "yes"},
+        {"text": "yes", "agent_name": "tester"},
     )

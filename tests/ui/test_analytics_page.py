@@ -79,7 +79,11 @@ async def test_every_chart_renders_the_workspaces_data(user: User) -> None:
     assert {"active", "busy", "error", "offline", "idle"} <= set(status)
     assert dict(zip(status["error"]["y"], status["error"]["x"], strict=True))["bob"] > 0
     # Runs: one trace per outcome.
-    assert {t["name"] for t in traces(user, "runs")} >= {"completed", "failed", "cancelled", "running"}
+    # One trace per outcome the workspace's runs have (the hand-written "running" run has no
+    # workflow to resume, so the runtime's start-up sweep may have marked it interrupted).
+    outcomes = {r.status for r in get_services().runs.list(history.a, limit=50).items}
+    assert {"completed", "failed", "cancelled"} <= outcomes
+    assert {t["name"] for t in traces(user, "runs")} >= outcomes
     # The headlines answer the three questions.
     assert text(user, "headline-cost-answer") == "alice"  # $1.53 of $2.09
     assert text(user, "headline-stuck-answer") == "bob"

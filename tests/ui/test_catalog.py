@@ -29,7 +29,7 @@ async def test_the_config_schema_is_shown_as_a_table_of_properties(user: User) -
     with user.scope(marker="schema-assistant"):
         table = next(iter(user.find(ui.table).elements))
     rows = {row["name"]: row for row in table.rows}
-    assert set(rows) == {"llm_profile", "constraints", "system_prompt", "temperature"}
+    assert set(rows) == {"llm_profile", "constraints", "approve_replies", "system_prompt", "temperature"}
     assert rows["system_prompt"]["rules"].startswith("required")
     assert rows["system_prompt"]["default"] == "You are a helpful assistant."
     assert rows["temperature"]["type"] == "number"
