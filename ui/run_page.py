@@ -776,7 +776,10 @@ def _not_found(run_id: str) -> None:
         )
 
 
-@router.page("/runs/{run_id}")
+# The page reads the run, its transcript's first page, its requests and its LLM calls before it
+# is shown; while a run executes in this process (MetaGPT holds the GIL in bursts) that can take
+# longer than NiceGUI's default 3 s.
+@router.page("/runs/{run_id}", response_timeout=20)
 async def run_page(run_id: str) -> None:
     workspace = current_workspace()
     services = get_services()
