@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
-from dbos._error import DBOSWorkflowCancelledError
+from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
 
 from core.status import RUN_FINISHED, AgentStatus, RunStatus
 from core.version import VERSION
@@ -46,6 +46,17 @@ if TYPE_CHECKING:
     from core.services import Services
 
 log = logging.getLogger(__name__)
+
+
+class _CancelIsNotAnError(logging.Filter):
+    """A person cancelling a run is not an error: DBOS logs the cancelled workflow's end as one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, DBOSAwaitedWorkflowCancelledError | DBOSWorkflowCancelledError)
+
+
+logging.getLogger("dbos").addFilter(_CancelIsNotAnError())
 
 APP_NAME = "agentdeck"
 RUN_QUEUE = "agentdeck-runs"
