@@ -59,7 +59,7 @@ def json_editor(value: str = "") -> ui.codemirror:
 
 
 def status_badge(status: str) -> ui.badge:
-    """A coloured badge; call `.set_text()`/`.props(f"color=...")` via `update_status_badge`."""
+    """A coloured badge; `update_status_badge` changes its status later."""
     return with_props(ui.badge(status, color=STATUS_COLORS.get(status, "grey")), {"data-status": status})
 
 
