@@ -31,6 +31,7 @@ def describe_llm_error(error: BaseException) -> str:
 
 async def test_connection(runtime: Any, profile_id: uuid.UUID, scope: uuid.UUID | None, timeout: float = TEST_TIMEOUT):  # type: ignore[no-untyped-def]
     from core.runtime.manager import ConnectionTest
+    from core.runtime.roles import close_llm
 
     services = runtime.services
     started = time.monotonic()
@@ -39,9 +40,12 @@ async def test_connection(runtime: Any, profile_id: uuid.UUID, scope: uuid.UUID 
         await asyncio.to_thread(services.llm_profiles.policy.check, profile.base_url or "")
         await asyncio.to_thread(runtime.ensure_ready)
         choice = await asyncio.to_thread(runtime.llm_choice, profile.workspace_id, profile.name)
-        async with asyncio.timeout(timeout):
-            llm = choice.make_llm()
-            answer = str(await llm.aask("Reply with the single word OK.", stream=False))
+        llm = choice.make_llm()
+        try:
+            async with asyncio.timeout(timeout):
+                answer = str(await llm.aask("Reply with the single word OK.", stream=False))
+        finally:
+            await close_llm(llm)
     except DomainError as exc:
         if exc.__class__.__name__ == "NotFound":
             raise

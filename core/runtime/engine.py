@@ -54,6 +54,7 @@ from core.runtime.roles import (
     LlmChoice,
     build_chat_role,
     build_team_role,
+    close_llm,
     split_context_update,
 )
 from core.status import AgentStatus, RunStatus
@@ -318,8 +319,12 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
             if m.id != message_id and not (m.role == "user" and m.seq > latest.seq)
         ]
         ctx = _make_context(choice, None, UNLIMITED_BUDGET)
-        role = build_chat_role(binding, ctx, choice.make_llm(), history)
-        reply = await role.run(with_message=Message(content=latest.content, cause_by=UserRequirement))
+        llm = choice.make_llm()
+        try:
+            role = build_chat_role(binding, ctx, llm, history)
+            reply = await role.run(with_message=Message(content=latest.content, cause_by=UserRequirement))
+        finally:
+            await close_llm(llm)
         text = reply.content if reply is not None else ""
         text, patch, problem = split_context_update(text)
         metadata: dict[str, Any] = {"in_reply_to": str(message_id)}
@@ -569,6 +574,9 @@ class TeamSession:
                 task.cancel()
             if pending:
                 self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if self.team is not None:
+                for role in self.team.env.roles.values():
+                    self.loop.run_until_complete(close_llm(role.llm))
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         except Exception:
             log.debug("closing the loop of run %s", self.run_id, exc_info=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from metagpt.schema import Message
 
 from core.runtime.demo_llm import DEMO_MODEL_LABEL, DemoLLM
 from core.runtime.observe import AgentBinding, observed_role_class, watch_llm
+
+log = logging.getLogger("agentdeck.runtime")
 
 SOP_ROLES: dict[str, type[Role]] = {
     "ProductManager": ProductManager,
@@ -67,6 +70,20 @@ class LlmChoice:
 
         llm: BaseLLM = DemoLLM() if self.is_demo else create_llm_instance(self.llm_config())
         return with_feedback(watch_llm(llm))
+
+
+async def close_llm(llm: BaseLLM) -> None:
+    """Close the LLM's HTTP client on the loop that used it. Left to the garbage collector, the
+    openai client schedules its close on whatever loop runs at that moment, a later one that may
+    be closed before the task runs ("Event loop is closed", logged as an error)."""
+    client = getattr(llm, "aclient", None)
+    close = getattr(client, "close", None)
+    if close is None:
+        return
+    try:
+        await close()
+    except Exception:  # closing is tidying up: a transport already gone changes nothing
+        log.debug("closing an LLM client", exc_info=True)
 
 
 def demo_choice() -> LlmChoice:

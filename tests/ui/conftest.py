@@ -8,16 +8,30 @@ fresh database before `user` starts the app (autouse fixtures are set up first).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from nicegui.testing.general_fixtures import get_path_to_main_file
+from nicegui.testing.user import User
+from nicegui.testing.user_simulation import user_simulation
 
 from core.services import get_services
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dashboard_password(value): start the app with this dashboard password")
+
+
+@pytest.fixture
+async def user(caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest) -> AsyncIterator[User]:
+    """NiceGUI's `user` fixture with its check for ERROR logs moved after the app has stopped.
+    NiceGUI fails the test inside the app's lifespan, whose shutdown then never runs: the app
+    stays "started" and every later `user` test errors with "NiceGUI has already been started"."""
+    async with user_simulation(main_file=get_path_to_main_file(request)) as simulated:
+        yield simulated
+    if any(record.levelname == "ERROR" for record in caplog.get_records("call")):
+        pytest.fail("There were unexpected ERROR logs.", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
