@@ -3,7 +3,7 @@
 `append_event` and `EventBus.publish_ephemeral` validate each payload against the model of its
 type before it is written or pushed, so a producer that drifts from what consumers read fails at
 the producer, in tests, instead of silently in a dashboard. Consumers read a typed payload with
-`payload_of(event)`; the WebSocket's message schema is generated from these models
+`AgentStatusChanged.of(event)` (or `payload_of` when the type varies); the WebSocket's message schema is generated from these models
 (`uv run python -m core.event_schema > docs/events.schema.json`, checked by a test).
 
 Fields listed here are the contract; producers may add detail (extra keys are kept), so adding a
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -43,8 +43,24 @@ class EventType(StrEnum):
     RESUME = "resume"
 
 
+class ReceivedEvent(Protocol):
+    type: str
+    data: dict[str, Any]
+
+
 class Payload(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def of(cls, event: ReceivedEvent) -> Self:
+        """The payload of a received event of this model's type. Reading an event as the wrong
+        type is the consumer's bug: it fails here, not as a missing key somewhere later."""
+        expected = PAYLOADS.get(EventType(event.type))
+        if expected is not cls:
+            raise TypeError(
+                f"a {event.type} event carries {expected.__name__ if expected else 'nothing'}, not {cls.__name__}"
+            )
+        return cls.model_validate(event.data)
 
 
 # Objects embedded whole (an agent, a run, a message, a request) are their API models as JSON:
@@ -109,6 +125,17 @@ class AgentStatusChanged(Payload):
 class AgentActivity(Payload):
     activity: str
     agent_name: str = ""  # run-level activity (sandbox, refused files) names no agent
+    action: str | None = None  # "acting": the MetaGPT action the agent works on
+
+    def describe(self) -> str:
+        """What the agent is doing, as the dashboard says it: "working on WriteCode…"."""
+        if self.activity == "thinking":
+            return "thinking…"
+        if self.activity == "calling_llm":
+            return "calling the LLM…"
+        if self.activity == "acting":
+            return f"working on {self.action or 'its task'}…"
+        return self.activity.replace("_", " ") + "…"
 
 
 class AgentMessage(Payload):

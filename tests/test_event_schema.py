@@ -53,3 +53,35 @@ def test_consumers_read_typed_payloads_of_real_events(services: Services) -> Non
     assert typed["agent_status_changed"].to == "active"  # type: ignore[attr-defined]
     assert "busy" in typed["agent_status_changed"].allowed_transitions  # type: ignore[attr-defined]
     assert typed["agent_message"].message.content == "hello"  # type: ignore[attr-defined]
+
+
+def test_a_consumer_reads_an_event_as_its_own_type_only(services: Services) -> None:
+    from core.event_schema import AgentCreated, AgentStatusChanged
+    from core.registry import sync_definitions
+    from core.schemas import AgentCreate
+
+    sync_definitions(services.db)
+    ws = services.workspaces.create(WorkspaceCreate(slug="typed-of"))
+    services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="Ada"))
+    with services.db.read() as session:
+        (created,) = read_events(session, EventFilter(workspace_id=ws.id, types=frozenset({"agent_created"})), 0, 10)
+    assert AgentCreated.of(created).agent.name == "Ada"
+    with pytest.raises(TypeError, match="agent_created event carries AgentCreated, not AgentStatusChanged"):
+        AgentStatusChanged.of(created)
+
+
+@pytest.mark.parametrize(
+    ("payload", "said"),
+    [
+        ({"activity": "thinking", "agent_name": "Ada"}, "thinking…"),
+        ({"activity": "calling_llm", "agent_name": "Ada"}, "calling the LLM…"),
+        ({"activity": "acting", "agent_name": "Ada", "action": "WriteCode"}, "working on WriteCode…"),
+        ({"activity": "acting", "agent_name": "Ada"}, "working on its task…"),
+        # An activity the dashboard has no words for is shown by its name, braces and all.
+        ({"activity": "installing_{0}_{action}"}, "installing {0} {action}…"),
+    ],
+)
+def test_an_activity_is_described_once_for_every_page(payload: dict[str, str], said: str) -> None:
+    from core.event_schema import AgentActivity
+
+    assert AgentActivity.model_validate(payload).describe() == said

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from nicegui import APIRouter, ElementFilter, run, ui
 
 from core.errors import DomainError, InvalidInput, NotFound, StaleVersion
-from core.events import EventFilter, EventOut
+from core.event_schema import AgentStatusChanged, AgentUpdated
+from core.events import EventFilter, EventOut, EventType
 from core.pagination import encode_cursor
 from core.schemas import AgentPublic, AgentUpdate, StatusChangePublic
 from core.services import get_services
@@ -207,32 +208,33 @@ class AgentView:
         self.thread.set_status(agent.status, agent.allowed_transitions)
 
     async def handle(self, event: EventOut) -> None:
-        data = event.data
-        if event.type == "agent_status_changed":
+        if event.type == EventType.AGENT_STATUS_CHANGED:
+            change = AgentStatusChanged.of(event)
             self.agent = self.agent.model_copy(
                 update={
-                    "status": data["to"],
-                    "status_reason": data.get("reason", ""),
-                    "allowed_transitions": data.get("allowed_transitions", []),
-                    "lock_version": data.get("lock_version", self.agent.lock_version),
+                    "status": change.to,
+                    "status_reason": change.reason,
+                    "allowed_transitions": change.allowed_transitions,
+                    "lock_version": change.lock_version,
                 }
             )
             self.apply(self.agent)
             self.config.lock_moved(self.agent.lock_version)
             await self.status.refresh_history()
-        elif event.type == "agent_updated":
-            agent = AgentPublic.model_validate(data["agent"])
+        elif event.type == EventType.AGENT_UPDATED:
+            update = AgentUpdated.of(event)
+            agent = AgentPublic.model_validate(event.data["agent"])  # the embedded API model, whole
             self.apply(agent)
-            self.config.on_agent_updated(agent, list(data.get("changed", [])))
-        elif event.type == "agent_deleted":
+            self.config.on_agent_updated(agent, update.changed)
+        elif event.type == EventType.AGENT_DELETED:
             self.deleted_banner.set_visibility(True)
-        elif event.type == "agent_context_updated":
+        elif event.type == EventType.AGENT_CONTEXT_UPDATED:
             await self.context.refresh()
-        elif event.type == "llm_call":
+        elif event.type == EventType.LLM_CALL:
             await self.llm_calls.handle(event)
-        elif event.type in {"agent_message", "llm_token", "agent_activity"}:
+        elif event.type in {EventType.AGENT_MESSAGE, EventType.LLM_TOKEN, EventType.AGENT_ACTIVITY}:
             await self.thread.handle(event)
-        elif event.type == "resume":
+        elif event.type == EventType.RESUME:
             try:
                 self.apply(await run.io_bound(get_services().agents.get, self.agent.id, self.scope))
             except NotFound:

@@ -26,6 +26,7 @@ from nicegui import APIRouter, run, ui
 
 from core.analytics import AgentRef, AnalyticsQuery, Dashboard
 from core.errors import DomainError, NotFound
+from core.event_schema import AgentCreated, AgentDeleted, AgentUpdated
 from core.events import EventFilter, EventOut, EventType
 from core.schemas import ProjectPublic, WorkspacePublic
 from core.services import get_services
@@ -339,12 +340,12 @@ class AnalyticsPage:
                 self._agent_options_changed(event)
 
     def _agent_options_changed(self, event: EventOut) -> None:
-        agent = event.data.get("agent") or {}
         options = dict(self.agent_select.options) if isinstance(self.agent_select.options, dict) else {}
-        if event.type == EventType.AGENT_DELETED and event.agent_id is not None:
-            options.pop(str(event.agent_id), None)
-        elif agent.get("id") and agent.get("name"):
-            options[str(agent["id"])] = str(agent["name"])
+        if event.type == EventType.AGENT_DELETED:
+            options.pop(str(AgentDeleted.of(event).agent_id), None)
+        else:
+            agent = (AgentCreated.of(event) if event.type == EventType.AGENT_CREATED else AgentUpdated.of(event)).agent
+            options[str(agent.id)] = agent.name
         self.agent_select.set_options(
             dict(sorted(options.items(), key=lambda kv: kv[1].casefold())),
             value=[v for v in (self.agent_select.value or []) if v in options],

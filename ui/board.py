@@ -20,6 +20,7 @@ from typing import Any
 from nicegui import APIRouter, run, ui
 
 from core.errors import DomainError, NotFound
+from core.event_schema import AgentStatusChanged
 from core.events import EventFilter, EventOut, EventType
 from core.pagination import encode_cursor
 from core.registry import BUILTIN_ROLE_KINDS
@@ -394,16 +395,17 @@ class Board:
             self._refresh_footer()
         elif event.type == EventType.AGENT_STATUS_CHANGED and event.agent_id is not None:
             card = self.cards.get(event.agent_id)
+            change = AgentStatusChanged.of(event)
             if card is not None:
                 changes = {
-                    "status": data["to"],
-                    "status_reason": data.get("reason", ""),
-                    "allowed_transitions": data.get("allowed_transitions", []),
-                    "lock_version": data.get("lock_version", card.agent.lock_version),
+                    "status": change.to,
+                    "status_reason": change.reason,
+                    "allowed_transitions": change.allowed_transitions,
+                    "lock_version": change.lock_version,
                     "updated_at": event.ts,
                 }
                 self.apply(card.agent.model_copy(update=changes))
-            elif self.filters.status and data.get("to") == self.filters.status:
+            elif self.filters.status and change.to == self.filters.status:
                 with contextlib.suppress(NotFound):  # it has just entered the status filter: show it
                     self.apply(await run.io_bound(get_services().agents.get, event.agent_id, self.workspace.id))
         elif event.type == EventType.RESUME:  # we fell behind: re-read rather than guess

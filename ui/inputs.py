@@ -190,7 +190,7 @@ class InputPanel:
             self.on_change()
 
     def handle(self, event: EventOut) -> None:
-        request = RunInputPublic.model_validate(event.data["input"])
+        request = RunInputPublic.model_validate(event.data["input"])  # the embedded API model, whole
         if event.type == EventType.RUN_INPUT_REQUESTED:
             self._add(request)
         else:

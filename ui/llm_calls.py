@@ -21,6 +21,7 @@ from typing import Any
 
 from nicegui import run, ui
 
+from core.event_schema import LlmCall
 from core.events import EventOut
 from core.llm_calls import LlmCallPublic, LlmCallSummary
 from core.services import get_services
@@ -288,29 +289,26 @@ class RunTimeline:
 
     async def handle(self, event: EventOut) -> None:
         """An `llm_call` event: show a started call at once, complete it when it ends."""
-        data = event.data
-        try:
-            call_id = uuid.UUID(str(data.get("call_id")))
-        except ValueError:
-            return
-        if data.get("state") == "started":
+        call = LlmCall.of(event)
+        call_id = call.call_id
+        if call.state == "started":
             self.calls[call_id] = LlmCallSummary(
                 id=call_id,
                 workspace_id=event.workspace_id or self.scope,
                 agent_id=event.agent_id,
-                agent_name=str(data.get("agent_name") or ""),
+                agent_name=call.agent_name,
                 run_id=event.run_id,
-                round=data.get("round"),
-                action=str(data.get("action") or ""),
+                round=call.round,
+                action=call.action,
                 profile="",
-                model=str(data.get("model") or ""),
+                model=call.model,
                 stream=False,
                 prompt_tokens=0,
                 completion_tokens=0,
                 cost=0.0,
                 outcome="running",
                 error="",
-                started_at=_parse_ts(data.get("started_at") or event.ts),
+                started_at=_parse_ts(call.started_at or event.ts),
                 finished_at=None,
                 latency_ms=None,
                 ttft_ms=None,
@@ -319,11 +317,11 @@ class RunTimeline:
         elif call_id in self.calls:
             ended = self.calls[call_id].model_copy(
                 update={
-                    "outcome": str(data.get("outcome") or "ok"),
-                    "latency_ms": data.get("latency_ms"),
-                    "prompt_tokens": int(data.get("prompt_tokens") or 0),
-                    "completion_tokens": int(data.get("completion_tokens") or 0),
-                    "cost": float(data.get("cost") or 0.0),
+                    "outcome": call.outcome or "ok",
+                    "latency_ms": call.latency_ms,
+                    "prompt_tokens": call.prompt_tokens or 0,
+                    "completion_tokens": call.completion_tokens or 0,
+                    "cost": call.cost or 0.0,
                     "finished_at": event.ts,
                 }
             )
@@ -408,10 +406,7 @@ class AgentLlmCalls:
             ui.label(call.prompt_preview).classes(f"text-xs {MUTED} truncate w-full")
 
     async def handle(self, event: EventOut) -> None:
-        try:
-            call_id = uuid.UUID(str(event.data.get("call_id")))
-        except ValueError:
-            return
+        call_id = LlmCall.of(event).call_id
         call = await run.io_bound(get_services().llm_calls.get, call_id, self.scope)
         if call is None:
             return

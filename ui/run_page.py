@@ -26,6 +26,7 @@ from nicegui import APIRouter, app, background_tasks, context, run, ui
 from nicegui.client import Client
 
 from core.errors import Conflict, DomainError, NotFound
+from core.event_schema import AgentActivity, AgentStatusChanged, LlmToken, RunRound
 from core.events import EventFilter, EventOut, EventType
 from core.messages import MessagePublic
 from core.runs import FINISHED, RunMemberPublic, RunPublic
@@ -66,11 +67,6 @@ MAX_STREAM_CHARS = 4000
 LONG_CHARS = 700
 LONG_LINES = 14
 MAX_FILE_BYTES = 256 * 1024  # what Runtime.read_run_file returns at most
-ACTIVITY_TEXT = {
-    "thinking": "thinking…",
-    "calling_llm": "calling the LLM…",
-    "acting": "working on {action}…",
-}
 LANGUAGES = {
     ".py": "python",
     ".json": "json",
@@ -266,11 +262,9 @@ class MemberCard:
         elif status != "busy":
             self.activity.set_text("")
 
-    def set_activity(self, data: dict[str, Any]) -> None:
-        activity = str(data.get("activity") or "")
-        template = ACTIVITY_TEXT.get(activity, activity.replace("_", " ") + "…")
-        self.activity.set_text(template.format(action=data.get("action") or "its task"))
-        if activity == "calling_llm":
+    def set_activity(self, update: AgentActivity) -> None:
+        self.activity.set_text(update.describe())
+        if update.activity == "calling_llm":
             self.stream_text = ""  # a new answer starts
 
     def add_tokens(self, text: str) -> None:
@@ -444,7 +438,7 @@ class RunView:
             services.bus.read, EventFilter(run_id=self.run.id, types=frozenset({EventType.RUN_ROUND})), 0, 200
         )
         if round_events:
-            self._show_round(round_events[-1].data)
+            self._show_round(RunRound.of(round_events[-1]))
         await self.timeline.load()
         await self.load_more_messages()
         await self.refresh_files()
@@ -588,11 +582,8 @@ class RunView:
                 card.show_figures(member)
         self._show_round_text()
 
-    def _show_round(self, data: dict[str, Any]) -> None:
-        try:
-            self.round_no = int(data.get("round") or 0)
-        except (TypeError, ValueError):
-            return
+    def _show_round(self, update: RunRound) -> None:
+        self.round_no = update.round
         self._show_round_text()
 
     def _show_round_text(self) -> None:
@@ -605,19 +596,19 @@ class RunView:
 
     # -- live ------------------------------------------------------------------------------
     async def handle(self, event: EventOut) -> None:
-        data = event.data
         card = self.members.get(event.agent_id) if event.agent_id else None
         if event.type == EventType.LLM_TOKEN:
-            if card is not None and data.get("text"):
-                card.add_tokens(str(data["text"]))
+            text = LlmToken.of(event).text
+            if card is not None and text:
+                card.add_tokens(text)
                 self._dirty.add(card.member.agent_id)  # type: ignore[arg-type]
                 if self._flush_handle is None:
                     self._flush_handle = asyncio.get_running_loop().call_later(TOKEN_FLUSH_SECONDS, self._flush)
         elif event.type == EventType.AGENT_ACTIVITY:
             if card is not None:
-                card.set_activity(data)
+                card.set_activity(AgentActivity.of(event))
         elif event.type == EventType.AGENT_MESSAGE:
-            message = MessagePublic.model_validate(data["message"])
+            message = MessagePublic.model_validate(event.data["message"])  # the embedded API model, whole
             if card is not None and message.role != "user":
                 card.end_stream(f"published {message.cause_by}" if message.cause_by else "")
             if self.transcript_cursor is None and self.transcript_loaded:
@@ -628,10 +619,9 @@ class RunView:
             self._transcript_chrome()
             self._schedule_refresh()
         elif event.type == EventType.RUN_ROUND:
-            self._show_round(data)
+            self._show_round(RunRound.of(event))
         elif event.type in (EventType.RUN_STARTED, EventType.RUN_FINISHED):
-            if isinstance(data.get("run"), dict):
-                self.apply(RunPublic.model_validate(data["run"]))
+            self.apply(RunPublic.model_validate(event.data["run"]))  # the embedded API model, whole
             if event.type == EventType.RUN_FINISHED:
                 for member in self.members.values():
                     member.end_stream()
@@ -646,7 +636,8 @@ class RunView:
     async def handle_status(self, event: EventOut) -> None:
         card = self.members.get(event.agent_id) if event.agent_id else None
         if card is not None and event.type == EventType.AGENT_STATUS_CHANGED:
-            card.set_status(str(event.data.get("to") or ""), str(event.data.get("reason") or ""))
+            change = AgentStatusChanged.of(event)
+            card.set_status(change.to, change.reason)
 
     def _flush(self) -> None:
         self._flush_handle = None

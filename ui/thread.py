@@ -29,7 +29,8 @@ from collections.abc import Awaitable, Callable
 from nicegui import run, ui
 
 from core.errors import DomainError
-from core.events import EventOut
+from core.event_schema import AgentActivity, LlmToken
+from core.events import EventOut, EventType
 from core.messages import MessagePublic, thread_cursor
 from core.runtime_labels import DEMO_MODEL_LABEL
 from core.schemas import AgentPublic
@@ -45,11 +46,6 @@ TOP_THRESHOLD = 160
 TYPING_FLUSH_SECONDS = 0.15
 MAX_TYPING_CHARS = 20_000
 
-ACTIVITY_TEXT = {
-    "thinking": "thinking…",
-    "calling_llm": "calling the LLM…",
-    "acting": "working on {action}…",
-}
 
 # Asks for the previous page when the reader reaches the top (or clicks "Load older"), once at a
 # time: it notes which message is first and where, so the page can put it back in place after the
@@ -297,13 +293,14 @@ class MessageThread:
 
     # -- live ------------------------------------------------------------------------------
     async def handle(self, event: EventOut) -> None:
-        if event.type == "agent_message":
+        if event.type == EventType.AGENT_MESSAGE:
             self.add_message(_message_of(event))
-        elif event.type == "llm_token":
-            self._on_token(str(event.data.get("agent_name") or self.agent.name), str(event.data.get("text") or ""))
-        elif event.type == "agent_activity":
-            self._on_activity(event.data)
-        elif event.type == "resume":
+        elif event.type == EventType.LLM_TOKEN:
+            token = LlmToken.of(event)
+            self._on_token(token.agent_name or self.agent.name, token.text)
+        elif event.type == EventType.AGENT_ACTIVITY:
+            self._on_activity(AgentActivity.of(event))
+        elif event.type == EventType.RESUME:
             await self.load_latest()
 
     def add_message(self, message: MessagePublic) -> None:
@@ -345,11 +342,8 @@ class MessageThread:
         self.typing_body.text = ""
         self.typing.set_visibility(False)
 
-    def _on_activity(self, data: dict[str, object]) -> None:
-        activity = str(data.get("activity") or "")
-        template = ACTIVITY_TEXT.get(activity, activity.replace("_", " ") + "…")
-        name = str(data.get("agent_name") or self.agent.name)
-        self.activity.text = f"{name} is " + template.format(action=data.get("action") or "its task")
+    def _on_activity(self, update: AgentActivity) -> None:
+        self.activity.text = f"{update.agent_name or self.agent.name} is {update.describe()}"
 
     def set_status(self, status: str, allowed: list[str]) -> None:
         """The agent's status changed: the idle hint, and the activity line once it settles."""
