@@ -106,9 +106,9 @@ def frame(title: str) -> Iterator[WorkspacePublic]:
         pending_inputs_button(workspace.id)
         _dark_mode_button(dark)
         if get_services().settings.password:
-            ui.button(icon="logout", on_click=lambda: ui.navigate.to("/logout")).props("flat round dense").tooltip(
-                "Log out"
-            ).mark("logout")
+            ui.button(icon="logout", on_click=lambda: ui.navigate.to("/logout")).props(
+                'flat round dense aria-label="Log out"'
+            ).tooltip("Log out").mark("logout")
 
     with (
         ui.left_drawer(bordered=True)
