@@ -419,6 +419,9 @@ def test_a_no_resume_start_interrupts_the_run_and_a_person_resumes_it_later_at_i
         resumed = normal.runtime.resume_run(run.id, actor="user")
         assert (resumed.status, resumed.resumed_at_round) == (RunStatus.QUEUED, stopped.current_round)
         assert resumed.stop_reason == "" and resumed.finished_at is None
+        # The time it spent interrupted does not count against its time limit.
+        assert stopped.started_at is not None and resumed.started_at is not None
+        assert resumed.started_at > stopped.started_at
         assert normal.runtime.wait_for_run(run.id, WAIT)
         finished = normal.runs.get(run.id)
         assert finished.status == RunStatus.COMPLETED, finished.error

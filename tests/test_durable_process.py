@@ -185,10 +185,13 @@ def test_sigkill_then_no_resume_start_interrupts_the_run_until_a_person_resumes_
             llm.clear_requests()
 
             app = AppProcess(data_dir, "--no-resume", database_url=database_url, env=env).start()
+            # /api/health answers before the app's startup (which launches DBOS) has finished.
+            wait_until(lambda: local.runs.get(run_id).status in RUN_FINISHED, WAIT, "the start to decline the run")
             interrupted = local.runs.get(run_id)
             assert interrupted.status == RunStatus.INTERRUPTED
             assert interrupted.stop_reason == "not resumed at start (--no-resume)"
-            assert all(local.agents.get(uuid.UUID(a)).status == "active" for a in team)
+            members = [uuid.UUID(a) for a in team]
+            wait_until(lambda: all(local.agents.get(a).status == "active" for a in members), WAIT, "members freed")
             barrier()
             assert _mentions(llm, "a barrier run") > 0 and _mentions(llm, "a CLI todo app") == 0
             app.stop()

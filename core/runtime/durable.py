@@ -428,7 +428,8 @@ class DurableHost:
                 if s["function_name"] == ROUND_STEP
                 and s["error"] is None
                 and isinstance(s["output"], tuple | list)
-                and s["output"][:1] == ("continue",)
+                and len(s["output"]) > 0
+                and s["output"][0] == "continue"
             ]
             return len(rounds) + 1, True
         run_dir = self.services.runtime.run_dir(run_id)
