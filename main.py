@@ -8,6 +8,7 @@ uv run main.py token list --workspace SLUG
 uv run main.py token revoke ID
 uv run main.py worker [--worker-id ID]     # executes runs and chat answers only (PostgreSQL)
 uv run main.py --no-executor              # dashboard + API only; workers execute
+uv run main.py --no-resume                # runs left unfinished are marked interrupted, not resumed
 uv run main.py export --workspace SLUG --output FILE.agentdeck   # the workspace and its whole history
 uv run main.py import FILE.agentdeck [--as NEW_SLUG]             # all or nothing
 """
@@ -57,6 +58,12 @@ def _common_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         action="store_true",
         default=default,
         help="serve the dashboard and API but execute no run (AGENTDECK_EXECUTOR=false)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        default=default,
+        help="do not resume the runs left unfinished: mark them interrupted (AGENTDECK_RESUME=false)",
     )
     parser.add_argument(
         "--allow-unsandboxed-code",
@@ -126,6 +133,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "demo": getattr(args, "demo", None) or None,
             "worker_id": getattr(args, "worker_id", None),
             "executor": False if getattr(args, "no_executor", None) else None,
+            "resume": False if getattr(args, "no_resume", None) else None,
             "allow_unsandboxed_code": getattr(args, "allow_unsandboxed_code", None) or None,
         }.items()
         if value is not None

@@ -58,6 +58,16 @@ def cancel_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: Service
     return services.runtime.cancel_run(run_id, actor=principal.actor, scope=principal.workspace())
 
 
+@router.post(
+    "/{run_id}/resume", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409)
+)
+def resume_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
+    """Resume an `interrupted` run (one not resumed at a `--no-resume` start): queued again, it
+    continues at `resumed_at_round`, the round after its last checkpointed one, without repeating
+    the LLM calls of the rounds before. Any other status is 409 and changes nothing."""
+    return services.runtime.resume_run(run_id, actor=principal.actor, scope=principal.workspace())
+
+
 class RunFork(BaseModel):
     """Start a new run from this one's state after `round`; `idea` replaces the run's idea."""
 

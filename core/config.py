@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     worker_id: str = ""
     # False: this process serves the dashboard and API but executes no run or chat answer.
     executor: bool = True
+    # False (`--no-resume`): the runs this process left unfinished are not resumed at its start but
+    # marked `interrupted`; a person may resume each later. Chat answers still resume.
+    resume: bool = True
     # Without a working bubblewrap, generated code runs only if the operator allows it unsandboxed.
     allow_unsandboxed_code: bool = False
     # The package index the sandbox installs generated requirements from (pip's default when unset).

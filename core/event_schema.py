@@ -32,6 +32,8 @@ class EventType(StrEnum):
     RUN_STARTED = "run_started"
     RUN_ROUND = "run_round"
     RUN_FINISHED = "run_finished"
+    # A person resumed an interrupted run (core/runs.py `reopen`): it is queued again.
+    RUN_RESUMED = "run_resumed"
     RUN_INPUT_REQUESTED = "run_input_requested"
     RUN_INPUT_ANSWERED = "run_input_answered"
     # A bundle was imported as this workspace (core/bundles.py): one summary event, not its history.
@@ -156,6 +158,13 @@ class RunSnapshot(Payload):
     run: EmbeddedRun
 
 
+class RunResumed(Payload):
+    run: EmbeddedRun
+    actor: str
+    # The round it continues at (the rounds before it are checkpointed and not played again).
+    round: int
+
+
 class RunRound(Payload):
     round: int
     n_rounds: int
@@ -209,6 +218,7 @@ PAYLOADS: dict[EventType, type[Payload]] = {
     EventType.RUN_STARTED: RunSnapshot,
     EventType.RUN_ROUND: RunRound,
     EventType.RUN_FINISHED: RunSnapshot,
+    EventType.RUN_RESUMED: RunResumed,
     EventType.RUN_INPUT_REQUESTED: RunInputChanged,
     EventType.RUN_INPUT_ANSWERED: RunInputChanged,
     EventType.LLM_TOKEN: LlmToken,

@@ -4,8 +4,9 @@ Rules (SPEC §9):
 - A run belongs to one workspace; its members are distinct agents of that workspace (1..12).
 - Lifecycle (`RunStatus`, core/status.py): queued → running → completed | failed | cancelled |
   interrupted, always with a reason. Creation and each move write their event in the same
-  transaction (`run_created`, `run_started`, `run_round`, `run_finished`); a finished run never
-  changes status again.
+  transaction (`run_created`, `run_started`, `run_round`, `run_finished`, `run_resumed`); a
+  finished run never changes status again, but for one move: a person resuming an `interrupted`
+  run (not resumed at a `--no-resume` start, or left without a workflow) queues it again.
 - A run keeps the workspace's code-execution switch as it was at creation (`code_execution`).
 - Costs and tokens are added per member and per run as the LLM reports them.
 - Execution is durable (core/runtime/durable.py): a run interrupted by a restart or a dead
@@ -135,15 +136,7 @@ class RunService:
                 project = session.get(Project, data.project_id)
                 if project is None or project.workspace_id != data.workspace_id:
                     raise NotFound("project", data.project_id)
-            active = session.exec(
-                select(func.count())
-                .select_from(Run)
-                .where(Run.workspace_id == data.workspace_id, col(Run.status).in_(("queued", "running")))
-            ).one()
-            if active >= self.max_concurrent:
-                raise Conflict(
-                    f"the workspace already has {active} runs queued or running (the limit is {self.max_concurrent})"
-                )
+            self._check_capacity(session, data.workspace_id)
             members: list[RunMember] = []
             run = Run(
                 workspace_id=data.workspace_id,
@@ -186,6 +179,55 @@ class RunService:
             public = _public(run, members)
             append_event(
                 session, EventType.RUN_CREATED, run.workspace_id, {"run": public.model_dump(mode="json")}, run_id=run.id
+            )
+            return public
+
+    def _check_capacity(self, session: Session, workspace_id: uuid.UUID) -> None:
+        active = session.exec(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.workspace_id == workspace_id, col(Run.status).in_(("queued", "running")))
+        ).one()
+        if active >= self.max_concurrent:
+            raise Conflict(
+                f"the workspace already has {active} runs queued or running (the limit is {self.max_concurrent})"
+            )
+
+    def reopen(
+        self, run_id: uuid.UUID, round_no: int, actor: str = "system", scope: uuid.UUID | None = None
+    ) -> RunPublic:
+        """A person resumes an interrupted run: interrupted → queued, to continue at `round_no`.
+
+        Only `interrupted` reopens (the one terminal status that means "not resumed"); its members
+        must not be busy in another run, and the workspace's run limit holds as for a new run. The
+        time it spent interrupted does not count against its time limit: `started_at` moves
+        forward by it."""
+        with self.db.write() as session:
+            run = _run(session, run_id, scope)
+            if run.status != RunStatus.INTERRUPTED:
+                raise Conflict(f"the run is {run.status}; only an interrupted run can be resumed", status=run.status)
+            busy = session.exec(
+                select(AgentInstance.name)
+                .join(RunMember, col(RunMember.agent_id) == col(AgentInstance.id))
+                .where(RunMember.run_id == run_id, AgentInstance.status == AgentStatus.BUSY.value)
+            ).first()
+            if busy is not None:
+                raise Conflict(f"agent {busy!r} is busy; wait until it is active again")
+            self._check_capacity(session, run.workspace_id)
+            now = utcnow()
+            if run.started_at is not None and run.finished_at is not None:
+                run.started_at = run.started_at + (now - run.finished_at)
+            run.status, run.stop_reason, run.error, run.finished_at = RunStatus.QUEUED.value, "", "", None
+            run.resumed_at_round = round_no
+            session.add(run)
+            session.flush()
+            public = _public(run, _members(session, run.id))
+            append_event(
+                session,
+                EventType.RUN_RESUMED,
+                run.workspace_id,
+                {"run": public.model_dump(mode="json"), "actor": actor, "round": round_no},
+                run_id=run.id,
             )
             return public
 
@@ -233,7 +275,8 @@ class RunService:
             if run.status in RUN_FINISHED:
                 raise Conflict(f"run is {run.status}, not queued")
             if run.status == RunStatus.QUEUED:
-                run.status, run.started_at = RunStatus.RUNNING.value, utcnow()
+                run.status = RunStatus.RUNNING.value
+                run.started_at = run.started_at or utcnow()  # a resumed run keeps its first start
             run.llm_label = llm_label
             run.attempts += 1
             if resumed_at_round is not None:

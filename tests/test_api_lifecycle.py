@@ -492,6 +492,7 @@ def test_openapi_describes_every_route_with_its_models(server: Server) -> None:
         "/api/runs": {"get", "post"},
         "/api/runs/{run_id}": {"get"},
         "/api/runs/{run_id}/cancel": {"post"},
+        "/api/runs/{run_id}/resume": {"post"},
         "/api/runs/{run_id}/messages": {"get"},
         "/api/runs/{run_id}/files": {"get"},
         "/api/runs/{run_id}/files/{file_path}": {"get"},
@@ -504,6 +505,7 @@ def test_openapi_describes_every_route_with_its_models(server: Server) -> None:
         assert methods <= set(paths[path]), path
     assert set(paths["/api/agents"]["post"]["responses"]) >= {"201", "401", "404", "409", "422"}
     assert set(paths["/api/runs"]["post"]["responses"]) >= {"202", "404", "409", "422"}
+    assert set(paths["/api/runs/{run_id}/resume"]["post"]["responses"]) >= {"202", "404", "409"}
     assert "204" in paths["/api/agents/{agent_id}"]["delete"]["responses"]
     limit = next(p for p in paths["/api/agents"]["get"]["parameters"] if p["name"] == "limit")
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 500)

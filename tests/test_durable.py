@@ -341,6 +341,101 @@ def test_a_run_left_running_without_any_workflow_is_interrupted_at_start_and_fre
         assert done.status == RunStatus.INTERRUPTED and "could not resume" in done.stop_reason
         assert again.agents.get(team[0]).status == "active"
         assert again.runs.get(young.id).status == RunStatus.QUEUED
+        # Interrupted, but with no workflow and no checkpoint there is nothing to resume from.
+        from core.errors import Conflict
+
+        with pytest.raises(Conflict, match="no saved round to resume from"):
+            again.runtime.resume_run(orphan.id)
+        assert again.runs.get(orphan.id) == done
     finally:
         again.runtime.shutdown()
         again.db.dispose()
+
+
+def _workflow_status(run_id: uuid.UUID) -> str:
+    from dbos import DBOS
+
+    return DBOS.list_workflows(workflow_ids=[str(run_id)], load_input=False, load_output=False)[0].status
+
+
+def _mentions(server: LlmServer, text: str) -> int:
+    return sum(1 for b in server.chat_bodies if text in json.dumps(b["messages"]))
+
+
+def _barrier_run(services: Services, ws: uuid.UUID, agent: uuid.UUID) -> None:
+    """A fresh run to completion on a one-run-at-a-time queue: a workflow recovered at the start
+    was enqueued before it and would have executed first."""
+    run = services.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=[agent], idea="a barrier run", n_rounds=1))
+    assert services.runtime.wait_for_run(run.id, WAIT)
+    assert services.runs.get(run.id).status == RunStatus.COMPLETED, services.runs.get(run.id).error
+
+
+def test_a_no_resume_start_interrupts_the_run_and_a_person_resumes_it_later_at_its_next_round(
+    rt: Services, server: LlmServer, settings: Settings
+) -> None:
+    from core.errors import Conflict
+    from core.runtime.durable import NOT_RESUMED
+
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    server.token_delay = 0.05  # slow enough to stop the process in round 2
+    run = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
+    wait_until(lambda: rt.runs.get(run.id).current_round >= 2, WAIT, "round 2 to start")
+    wait_until(lambda: _mentions(server, "Architect") > 0, WAIT, "a request of round 2")
+    rt.runtime.shutdown()
+    stopped = rt.runs.get(run.id)
+    assert (stopped.status, stopped.attempts) == (RunStatus.RUNNING, 1)
+    rt.agents.set_status(team[1], "busy", reason="working")  # as a SIGKILL in round 2 leaves it
+    server.token_delay = 0.0
+    server.clear_requests()
+
+    # The operator's choice: not resumed. Nothing of it executes, its members are free.
+    declining = _build(settings, resume=False, max_runs=1)
+    try:
+        declining.runtime.launch()
+        done = declining.runs.get(run.id)
+        assert (done.status, done.stop_reason) == (RunStatus.INTERRUPTED, NOT_RESUMED)
+        assert all(declining.agents.get(a).status == "active" for a in team)
+        assert _workflow_status(run.id) == "CANCELLED"
+        _barrier_run(declining, ws, team[0])
+        assert _mentions(server, "a barrier run") > 0
+        assert _mentions(server, "a CLI todo app") == 0
+    finally:
+        declining.runtime.shutdown()
+        declining.db.dispose()
+
+    # A later normal start does not resume it either.
+    server.clear_requests()
+    normal = _build(settings, max_runs=1)
+    try:
+        normal.runtime.launch()
+        _barrier_run(normal, ws, team[0])
+        assert _mentions(server, "a CLI todo app") == 0
+        assert normal.runs.get(run.id).status == RunStatus.INTERRUPTED
+        assert _workflow_status(run.id) == "CANCELLED"
+
+        # The person's choice: resumed, at the round in progress at the stop.
+        server.clear_requests()
+        resumed = normal.runtime.resume_run(run.id, actor="user")
+        assert (resumed.status, resumed.resumed_at_round) == (RunStatus.QUEUED, stopped.current_round)
+        assert resumed.stop_reason == "" and resumed.finished_at is None
+        # The time it spent interrupted does not count against its time limit.
+        assert stopped.started_at is not None and resumed.started_at is not None
+        assert resumed.started_at > stopped.started_at
+        assert normal.runtime.wait_for_run(run.id, WAIT)
+        finished = normal.runs.get(run.id)
+        assert finished.status == RunStatus.COMPLETED, finished.error
+        assert (finished.attempts, finished.resumed_at_round) == (2, stopped.current_round)
+        assert _transcript(normal, run.id) == TRANSCRIPT  # nothing lost, nothing stored twice
+        # Only the rounds after the checkpoint asked the LLM: round 1 (the product manager's) did not.
+        prompts = [json.dumps(b["messages"][:1]) for b in server.chat_bodies]
+        assert prompts and not any("Product Manager" in p for p in prompts), prompts
+        assert all(normal.agents.get(a).status == "active" for a in team)
+
+        # Only an interrupted run resumes: a completed one is refused, and stays as it is.
+        with pytest.raises(Conflict, match="only an interrupted run can be resumed"):
+            normal.runtime.resume_run(run.id, actor="user")
+        assert normal.runs.get(run.id) == finished
+    finally:
+        normal.runtime.shutdown()
+        normal.db.dispose()

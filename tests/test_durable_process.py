@@ -15,7 +15,7 @@ from core.config import Settings
 from core.llm_profiles import LlmProfileCreate
 from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
 from core.services import Services, build_services
-from core.status import RunStatus
+from core.status import RUN_FINISHED, RunStatus
 from core.tokens import TokenService
 from tests.app_process import AppProcess
 from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
@@ -116,6 +116,110 @@ def test_sigkill_mid_run_then_restart_completes_the_run_without_paying_finished_
             with httpx.Client(base_url=app.base_url, headers=headers, timeout=10) as client:
                 shown = client.get(f"/api/runs/{run_id}").json()
             assert shown["resumed_at_round"] == 2 and shown["attempts"] == 2
+        finally:
+            app.stop()
+            local.db.dispose()
+
+
+def _seed_team(local: Services, llm: LlmServer) -> tuple[uuid.UUID, list[str], dict[str, str]]:
+    """A workspace on the loopback LLM with the three-role team; (workspace, agent ids, API headers)."""
+    ws = local.workspaces.create(WorkspaceCreate(slug="durable"))
+    local.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
+    local.llm_profiles.create(
+        ws.id,
+        LlmProfileCreate(
+            name="loopback", api_type="openai", model="gpt-4o-mini", base_url=llm.base_url, api_key="sk-test"
+        ),
+    )
+    team = []
+    for definition, name in [("product-manager", "Alice"), ("architect", "Bob"), ("project-manager", "Carol")]:
+        agent = local.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
+        local.agents.activate(agent.id)
+        team.append(str(agent.id))
+    secret = TokenService(local.db).create(ws.id, "durable")[1]
+    return ws.id, team, {"Authorization": f"Bearer {secret}"}
+
+
+def _mentions(llm: LlmServer, text: str) -> int:
+    return sum(1 for b in llm.chat_bodies if text in json.dumps(b["messages"]))
+
+
+def test_sigkill_then_no_resume_start_interrupts_the_run_until_a_person_resumes_it_over_the_api(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """`main.py --no-resume` after a SIGKILL mid-run: the run is `interrupted` with the reason, its
+    members free, and no LLM request of it is made, neither then nor at a later normal start.
+    `POST /api/runs/{id}/resume` then completes it from its checkpoint; a second one is 409."""
+    data_dir = tmp_path / "data"
+    # One run at a time: a run recovered at a start would execute before the next one started.
+    env = {"AGENTDECK_RATE_LIMIT": "off", "AGENTDECK_LLM_TIMEOUT": "10", "AGENTDECK_MAX_RUNS": "1"}
+    with LlmServer() as llm:
+        app = AppProcess(data_dir, database_url=database_url, env=env).start()
+        local = _local(data_dir, database_url)
+        try:
+            ws, team, headers = _seed_team(local, llm)
+            body = {"workspace_id": str(ws), "agent_ids": team, "idea": "a CLI todo app", "n_rounds": 6}
+
+            def start(idea: str, agents: list[str]) -> uuid.UUID:
+                with httpx.Client(base_url=app.base_url, headers=headers, timeout=10) as client:
+                    response = client.post("/api/runs", json={**body, "idea": idea, "agent_ids": agents})
+                assert response.status_code == 202, response.text
+                return uuid.UUID(response.json()["id"])
+
+            def barrier() -> None:
+                """A fresh run to completion: whatever a start would resume ran before it."""
+                barrier_run = start("a barrier run", team[:1])
+                wait_until(lambda: local.runs.get(barrier_run).status in RUN_FINISHED, WAIT, "the barrier run")
+                assert local.runs.get(barrier_run).status == RunStatus.COMPLETED
+
+            llm.token_delay = 0.05
+            run_id = start("a CLI todo app", team)
+            wait_until(lambda: local.runs.get(run_id).current_round >= 2, WAIT, "round 2")
+            wait_until(lambda: _mentions(llm, "Architect") > 0, WAIT, "a request of round 2")
+            assert app.proc is not None
+            app.proc.kill()  # SIGKILL: no shutdown, no cleanup
+            app.proc.wait()
+            assert local.runs.get(run_id).status == RunStatus.RUNNING
+            assert local.agents.get(uuid.UUID(team[1])).status == "busy"  # the architect was at work
+            llm.token_delay = 0.0
+            llm.clear_requests()
+
+            app = AppProcess(data_dir, "--no-resume", database_url=database_url, env=env).start()
+            # /api/health answers before the app's startup (which launches DBOS) has finished.
+            wait_until(lambda: local.runs.get(run_id).status in RUN_FINISHED, WAIT, "the start to decline the run")
+            interrupted = local.runs.get(run_id)
+            assert interrupted.status == RunStatus.INTERRUPTED
+            assert interrupted.stop_reason == "not resumed at start (--no-resume)"
+            members = [uuid.UUID(a) for a in team]
+            wait_until(lambda: all(local.agents.get(a).status == "active" for a in members), WAIT, "members freed")
+            barrier()
+            assert _mentions(llm, "a barrier run") > 0 and _mentions(llm, "a CLI todo app") == 0
+            app.stop()
+
+            app = AppProcess(data_dir, database_url=database_url, env=env).start()
+            barrier()
+            assert _mentions(llm, "a CLI todo app") == 0
+            assert local.runs.get(run_id) == interrupted
+
+            llm.clear_requests()
+            with httpx.Client(base_url=app.base_url, headers=headers, timeout=10) as client:
+                resumed = client.post(f"/api/runs/{run_id}/resume")
+                assert resumed.status_code == 202, resumed.text
+                assert (resumed.json()["status"], resumed.json()["resumed_at_round"]) == ("queued", 2)
+                wait_until(lambda: local.runs.get(run_id).status in RUN_FINISHED, WAIT, "the resumed run")
+                done = local.runs.get(run_id)
+                assert done.status == RunStatus.COMPLETED, done.error
+                assert (done.attempts, done.resumed_at_round) == (2, 2)
+                assert _transcript(local, run_id) == TRANSCRIPT
+                # Round 1 was checkpointed: none of its requests (the product manager's) was made again.
+                prompts = [json.dumps(b["messages"][:1]) for b in llm.chat_bodies]
+                assert prompts and not any("Product Manager" in p for p in prompts)
+                assert all(local.agents.get(uuid.UUID(a)).status == "active" for a in team)
+
+                again = client.post(f"/api/runs/{run_id}/resume")
+                assert again.status_code == 409, again.text
+                assert "only an interrupted run can be resumed" in again.json()["detail"]
+                assert local.runs.get(run_id) == done
         finally:
             app.stop()
             local.db.dispose()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from core.config import Settings
 from core.schemas import WorkspaceCreate
-from main import StartupError, check_bind_address, main, prepare
+from main import StartupError, build_parser, check_bind_address, main, prepare, settings_from_args
 from storage.db import make_engine
 from storage.migrate import current_revision, head_revision
 from tests.app_process import AppProcess
@@ -89,6 +89,19 @@ def test_cli_options_work_before_or_after_the_command(tmp_path: Path, capsys: py
     out = capsys.readouterr().out
     assert "acme\tAcme" in out and "beta\tbeta" in out
     assert "already exists" not in out
+
+
+def test_no_resume_comes_from_the_flag_before_or_after_worker_or_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AGENTDECK_RESUME", raising=False)
+    parser = build_parser()
+    assert settings_from_args(parser.parse_args([])).resume is True
+    assert settings_from_args(parser.parse_args(["--no-resume"])).resume is False
+    assert settings_from_args(parser.parse_args(["worker", "--no-resume"])).resume is False
+    assert settings_from_args(parser.parse_args(["--no-resume", "worker"])).resume is False
+    monkeypatch.setenv("AGENTDECK_RESUME", "0")
+    assert settings_from_args(parser.parse_args(["worker"])).resume is False
 
 
 @pytest.mark.slow

@@ -71,6 +71,7 @@ WATCHED = frozenset(
         EventType.AGENT_UPDATED,
         EventType.RUN_STARTED,
         EventType.RUN_FINISHED,
+        EventType.RUN_RESUMED,
         EventType.LLM_CALL,  # the LLM latency and error-rate charts
         EventType.RUN_ROUND,
         EventType.RESUME,

@@ -1,6 +1,7 @@
 """One team run, live (SPEC §9, §11, route `/runs/{id}`).
 
-The header (idea, live status, stop reason or error, LLM, rounds, totals, Cancel), one card per
+The header (idea, live status, stop reason or error, LLM, rounds, totals, Cancel, and Resume for
+an `interrupted` run), one card per
 member (live agent status, what it is doing now, its tokens and cost, the answer it is
 streaming), the transcript (oldest first, paged, new messages appended live) and MetaGPT's
 project files of the run with a viewer. Runs belong to the server: the page reads what exists,
@@ -335,6 +336,12 @@ class RunView:
                 ui.button("Save team as template", icon="bookmark_add", on_click=self._save_team).props(
                     "flat no-caps"
                 ).mark("run-save-template")  # issue 17
+                self.resume_button = (
+                    ui.button("Resume", icon="play_circle", on_click=self.resume)
+                    .props("unelevated no-caps color=primary")
+                    .tooltip("Continue from the round after the last one saved; finished rounds are not paid again")
+                    .mark("run-resume")
+                )
                 self.cancel_button = (
                     ui.button("Cancel run", icon="stop_circle", on_click=lambda: self.cancel_dialog.open())
                     .props("outline no-caps color=negative")
@@ -529,9 +536,10 @@ class RunView:
             ui.code(text, language=language).classes("w-full max-h-[30rem] text-xs").mark("file-code")
 
     # -- applying state --------------------------------------------------------------------
-    def apply(self, run: RunPublic) -> None:
-        """Show `run` (from a read or an event), never moving a finished run back to running."""
-        if self.run.status in FINISHED and run.status not in FINISHED:
+    def apply(self, run: RunPublic, reopened: bool = False) -> None:
+        """Show `run` (from a read or an event), never moving a finished run back to running but
+        when a person resumed it (`reopened`)."""
+        if self.run.status in FINISHED and run.status not in FINISHED and not reopened:
             return
         self.run = run
         set_run_badge(self.badge, run.status)
@@ -565,8 +573,10 @@ class RunView:
         resumed = ""
         if run.parent_run_id is not None and run.fork_round is not None:
             resumed = f"Re-run of run {str(run.parent_run_id)[:8]} from the end of its round {run.fork_round}. "
-        if run.resumed_at_round is not None:
-            resumed += f"Resumed after restart at round {run.resumed_at_round} (attempt {run.attempts})."
+        if run.resumed_at_round is not None and run.status == RunStatus.QUEUED:
+            resumed += f"Resumes at round {run.resumed_at_round} when its turn in the queue comes."
+        elif run.resumed_at_round is not None:
+            resumed += f"Resumed at round {run.resumed_at_round} (attempt {run.attempts})."
         self.resumed.set_text(resumed)
         self.resumed.set_visibility(bool(resumed))
         self.error.set_text(run.error)
@@ -576,6 +586,7 @@ class RunView:
         self.tokens.set_text(f"{run.tokens:,}")
         self.token_split.set_text(f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion")
         self.cancel_button.set_visibility(run.status in ACTIVE)
+        self.resume_button.set_visibility(run.status == RunStatus.INTERRUPTED)
         for member in run.members:
             card = self.members.get(member.agent_id) if member.agent_id else None
             if card is not None:
@@ -620,6 +631,8 @@ class RunView:
             self._schedule_refresh()
         elif event.type == EventType.RUN_ROUND:
             self._show_round(RunRound.of(event))
+        elif event.type == EventType.RUN_RESUMED:
+            self.apply(RunPublic.model_validate(event.data["run"]), reopened=True)  # the embedded API model, whole
         elif event.type in (EventType.RUN_STARTED, EventType.RUN_FINISHED):
             self.apply(RunPublic.model_validate(event.data["run"]))  # the embedded API model, whole
             if event.type == EventType.RUN_FINISHED:
@@ -690,6 +703,25 @@ class RunView:
             return
         ui.notify(f"Re-running from round {round_no}", type="positive")
         ui.navigate.to(f"/runs/{fork.id}")
+
+    async def resume(self) -> None:
+        """Queue this interrupted run again, at the round after its last checkpointed one."""
+        self.resume_button.props("loading")
+        try:
+            result = await run.io_bound(get_services().runtime.resume_run, self.run.id, actor=ACTOR, scope=self.scope)
+        except DomainError as exc:
+            ui.notify(str(exc).capitalize(), type="warning")
+            await self._refresh()
+            return
+        finally:
+            self.resume_button.props(remove="loading")
+        if result is None:  # NiceGUI is shutting down
+            return
+        self.apply(result, reopened=True)
+        if result.status == RunStatus.INTERRUPTED:
+            ui.notify(result.error or "The run could not be resumed", type="negative")
+        else:
+            ui.notify(f"Resuming at round {result.resumed_at_round}", type="positive")
 
     async def cancel(self) -> None:
         self.cancel_dialog.close()

@@ -59,7 +59,7 @@ RUN_SANDBOX = {
 RUN_CODE_OFF = "Code execution is off for this run: generated code is not executed."
 
 # The events that carry a run's new state for the list of runs.
-LIST_EVENTS = frozenset({EventType.RUN_CREATED, EventType.RUN_STARTED, EventType.RUN_FINISHED})
+LIST_EVENTS = frozenset({EventType.RUN_CREATED, EventType.RUN_STARTED, EventType.RUN_FINISHED, EventType.RUN_RESUMED})
 
 
 CARD = "w-full p-5 gap-4 rounded-xl shadow-sm"
@@ -316,9 +316,9 @@ class RunRow:
         ).mark(f"run-row run-{run.id}")
         self.render()
 
-    def update(self, run: RunPublic) -> None:
-        if self.run.status in FINISHED and run.status not in FINISHED:
-            return  # an older view of a finished run
+    def update(self, run: RunPublic, reopened: bool = False) -> None:
+        if self.run.status in FINISHED and run.status not in FINISHED and not reopened:
+            return  # an older view of a finished run (unless a person resumed it)
         self.run = run
         self.render()
 
@@ -451,7 +451,7 @@ class RunList:
         item = RunPublic.model_validate(payload)
         row = self.rows.get(item.id)
         if row is not None:
-            row.update(item)
+            row.update(item, reopened=event.type == EventType.RUN_RESUMED)
         elif self._within_loaded(item):
             with self.container:
                 self.rows[item.id] = row = RunRow(item)

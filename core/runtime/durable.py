@@ -18,6 +18,11 @@
   (tests build many Services in one process; launching a new one destroys the previous one).
 - Cancel: our own signal stops the round in progress at once (no LLM request afterwards); DBOS's
   cancel keeps a queued workflow from starting and a running one from taking another step.
+- Not resuming (`--no-resume`, AGENTDECK_RESUME=false): before DBOS launches (and recovers this
+  executor's pending workflows), each pending run workflow is cancelled in DBOS and its run marked
+  `interrupted`, members freed: nothing of it executes. Chat answers still resume. A person may
+  resume such a run later (`resume_point` + `resume`): DBOS resumes its cancelled workflow on the
+  run queue, which replays the rounds it recorded and plays the rest.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
+from dbos import DBOS, DBOSClient, DBOSConfig, SetEnqueueOptions, SetWorkflowID
 from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
 
+from core.errors import Conflict, NotFound
+from core.runtime.checkpoint_files import checkpoint_exists
 from core.status import RUN_FINISHED, AgentStatus, RunStatus
 from core.version import VERSION
 
@@ -68,6 +75,7 @@ CHAT_CONCURRENCY = 4
 SWEEP_SECONDS = 10.0
 ORPHAN_AGE_SECONDS = 60
 LOCK_NAMESPACE = 0x41474454  # "AGDT": advisory locks of AgentDeck executor ids
+NOT_RESUMED = "not resumed at start (--no-resume)"
 
 
 class ExecutorIdInUse(RuntimeError):
@@ -263,6 +271,10 @@ class DurableHost:
                 if not executing:
                     DBOS.listen_queues([])  # serves, enqueues and cancels; executes nothing
                 self._claim_executor_id()
+                if executing and not settings.resume:
+                    # Before launch: DBOS.launch() re-enqueues this executor's pending workflows
+                    # and queues persist, so its run queue would start them at once.
+                    self._decline_resumption()
                 DBOS.launch()
                 self.run_queue = DBOS.register_queue(RUN_QUEUE, worker_concurrency=max_runs, polling_interval_sec=0.5)
                 self.chat_queue = DBOS.register_queue(
@@ -315,6 +327,60 @@ class DurableHost:
             if _current is self:
                 _current = None
 
+    def _system_database_exists(self) -> bool:
+        if self.settings.is_sqlite:
+            return (self.settings.data_dir / "dbos.sqlite").is_file()
+        import sqlalchemy as sa
+
+        with self.services.db.engine.connect() as conn:
+            return conn.execute(sa.text("SELECT to_regclass('dbos.workflow_status')")).scalar() is not None
+
+    def _decline_resumption(self) -> list[uuid.UUID]:
+        """`--no-resume`: the runs this start would resume are `interrupted` instead, their members
+        freed and their workflows cancelled in DBOS (kept, so a person can resume them later, and
+        never recovered by a later start). Those are this executor's pending run workflows, and on
+        SQLite (one executing process per data dir) also the started runs waiting in the queue
+        (re-enqueued for recovery or resumed by a person, not picked up yet). Runs never started
+        and chat answers are left to run."""
+        if not self._system_database_exists():
+            return []
+        client = DBOSClient(system_database_url=system_database_url(self.settings), application_name=APP_NAME)
+        declined: list[uuid.UUID] = []
+        try:
+            common: dict[str, Any] = {
+                "name": RUN_WORKFLOW,
+                "app_version": VERSION,
+                "load_input": False,
+                "load_output": False,
+            }
+            ids = [
+                w.workflow_id for w in client.list_workflows(status="PENDING", executor_id=self.executor_id, **common)
+            ]
+            if self.settings.is_sqlite:
+                for waiting in client.list_workflows(status="ENQUEUED", queue_name=RUN_QUEUE, **common):
+                    try:
+                        run = self.services.runs.get(uuid.UUID(waiting.workflow_id))
+                    except NotFound:
+                        continue
+                    if run.attempts > 0:
+                        ids.append(waiting.workflow_id)
+            for workflow_id in ids:
+                run_id = uuid.UUID(workflow_id)
+                # The terminal status first: if this process dies before the cancel, the workflow
+                # finds its run interrupted and cancels itself (play_round).
+                try:
+                    run = self.services.runs.finish(run_id, RunStatus.INTERRUPTED, stop_reason=NOT_RESUMED)
+                except NotFound:
+                    run = None
+                client.cancel_workflow(workflow_id)
+                if run is not None and run.status == RunStatus.INTERRUPTED:
+                    self._release_members(run_id, "run not resumed")
+                    declined.append(run_id)
+                    log.warning("run %s not resumed (--no-resume): marked interrupted", run_id)
+        finally:
+            client.destroy()
+        return declined
+
     def _close_orphans(self) -> None:
         """Runs left queued/running with no workflow at all (written by an AgentDeck without
         durable runs, or created by a process that died before queueing them) cannot resume:
@@ -335,11 +401,52 @@ class DurableHost:
             self._release_members(run.id, "run interrupted")
 
     # -- runs ------------------------------------------------------------------------------
-    def enqueue_run(self, run_id: uuid.UUID) -> None:
+    def enqueue_run(self, run_id: uuid.UUID, start_round: int = 1) -> None:
         self.launch()
         assert self.run_queue is not None
         with SetWorkflowID(str(run_id)):
-            self.run_queue.enqueue(team_run_workflow)
+            self.run_queue.enqueue(team_run_workflow, start_round)
+
+    def resume_point(self, run_id: uuid.UUID) -> tuple[int, bool]:
+        """Where an interrupted run can continue: (round, whether its workflow is kept). Its
+        cancelled workflow continues after the rounds it recorded; a run without a workflow (the
+        orphan sweep's) after its last checkpointed round. Conflict if neither exists."""
+        self.launch()
+        found = DBOS.list_workflows(workflow_ids=[str(run_id)], load_input=False, load_output=False)
+        if found:
+            workflow = found[0]
+            if workflow.status != "CANCELLED":
+                raise Conflict(f"the run's workflow is {workflow.status.lower()}; there is nothing to resume")
+            if workflow.app_version != VERSION:
+                raise Conflict(
+                    f"the run was executed by AgentDeck {workflow.app_version}; only that version can resume it"
+                )
+            steps = DBOS.list_workflow_steps(str(run_id), load_output=True)
+            rounds = [
+                s
+                for s in steps
+                if s["function_name"] == ROUND_STEP
+                and s["error"] is None
+                and isinstance(s["output"], tuple | list)
+                and len(s["output"]) > 0
+                and s["output"][0] == "continue"
+            ]
+            return len(rounds) + 1, True
+        run_dir = self.services.runtime.run_dir(run_id)
+        last = 0
+        while checkpoint_exists(run_dir, last + 1):
+            last += 1
+        if last == 0:
+            raise Conflict("the run has no saved round to resume from")
+        return last + 1, False
+
+    def resume(self, run_id: uuid.UUID, round_no: int, kept: bool) -> None:
+        """Queue a reopened run again (after `resume_point`): its own workflow, or a new one
+        starting at `round_no` from the checkpoint before it."""
+        if kept:
+            DBOS.resume_workflow(str(run_id), queue_name=RUN_QUEUE)
+        else:
+            self.enqueue_run(run_id, start_round=round_no)
 
     def fork_start_step(self, parent_id: uuid.UUID, round_no: int) -> int | None:
         """The workflow step a fork from round `round_no` starts at (the one after that round's), or
@@ -420,13 +527,13 @@ class DurableHost:
         return bool(pending)
 
     # -- the workflow bodies (in a DBOS executor thread) -----------------------------------
-    def run_body(self, run_id: uuid.UUID) -> str:
+    def run_body(self, run_id: uuid.UUID, start_round: int = 1) -> str:
         try:
             n_rounds = _start_step(str(run_id))
             if n_rounds < 0:
                 return "failed"
             stop_reason = f"reached n_rounds ({n_rounds})"
-            for round_no in range(1, n_rounds + 1):
+            for round_no in range(start_round, n_rounds + 1):
                 kind, reason = _round_step(str(run_id), round_no)
                 if kind == "stop":
                     stop_reason = reason
@@ -474,6 +581,11 @@ class DurableHost:
 
     def play_round(self, run_id: uuid.UUID, round_no: int) -> tuple[str, str]:
         run = self.services.runs.get(run_id)
+        if run.status == RunStatus.INTERRUPTED:
+            # Not to be resumed now, yet resumable later: the workflow ends cancelled, not finished.
+            self._release_members(run_id, "run interrupted")
+            DBOS.cancel_workflow(str(run_id))
+            raise DBOSWorkflowCancelledError(f"run {run_id} is interrupted")
         if run.status in RUN_FINISHED:
             self._release_members(run_id, "run ended")
             return ("cancelled" if run.status == RunStatus.CANCELLED else "failed", run.stop_reason)
@@ -514,7 +626,7 @@ class DurableHost:
             self.sessions[run.id] = session
         if old is not None:
             old.close()
-        first = run.status == RunStatus.QUEUED
+        first = run.attempts == 0  # a run resumed by a person is queued again, and not its first
         try:
             self.services.runs.mark_running(run.id, choice.label, resumed_at_round=None if first else round_no)
             if not first:
@@ -585,10 +697,11 @@ class DurableHost:
 
 
 @DBOS.workflow(name=RUN_WORKFLOW)
-def team_run_workflow() -> str:
+def team_run_workflow(start_round: int = 1) -> str:
+    """`start_round` > 1 only for a run resumed from its checkpoints without a workflow of its own."""
     workflow_id = DBOS.workflow_id
     assert workflow_id is not None
-    return _host().run_body(uuid.UUID(workflow_id))
+    return _host().run_body(uuid.UUID(workflow_id), start_round)
 
 
 @DBOS.step(name="agentdeck.run_start")

@@ -137,6 +137,25 @@ class Runtime:
         self.durable.wait_for_run(run_id, timeout=5)
         return self.services.runs.get(run_id)
 
+    def resume_run(self, run_id: uuid.UUID, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:
+        """A person resumes an `interrupted` run: it is queued again and continues at the round
+        after its last checkpointed one (no LLM call of a finished round is made again). Any other
+        status, or nothing saved to continue from, is a Conflict and changes nothing."""
+        run = self.services.runs.get(run_id, scope=scope)
+        if run.status != RunStatus.INTERRUPTED:
+            raise Conflict(f"the run is {run.status}; only an interrupted run can be resumed", status=run.status)
+        round_no, kept = self.durable.resume_point(run_id)
+        reopened = self.services.runs.reopen(run_id, round_no, actor=actor, scope=scope)
+        try:
+            self.durable.resume(run_id, round_no, kept)
+        except Exception as exc:
+            log.exception("run %s could not be resumed", run_id)
+            return self.services.runs.finish(
+                run_id, RunStatus.INTERRUPTED, stop_reason=run.stop_reason, error=f"could not be resumed: {exc}"
+            )
+        log.info("run %s resumed by %s at round %d", run_id, actor, round_no)
+        return reopened
+
     def fork_run(
         self,
         run_id: uuid.UUID,
