@@ -19,16 +19,17 @@ from core.errors import NotFound
 from core.messages import MessagePublic
 from core.pagination import DEFAULT_LIMIT
 from core.runs import RunCreate, RunPublic
-from core.schemas import Page
+from core.schemas import Name, Page
 from core.status import RunStatus
 from core.validation import NoNul
 
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=AUTH_ERRORS)
 
 
-@router.post("", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409))
+@router.post("", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409, 422))
 def start_run(data: RunCreate, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
-    """Queue a team run of the given agents on `idea`; it starts in the background."""
+    """Queue a team run of the given agents on `idea`; it starts in the background, with the
+    workspace's LLM profile `llm_profile` if given (an unknown one is 422), else its default."""
     return services.runtime.start_run(data, actor=principal.actor, scope=principal.workspace())
 
 
@@ -41,8 +42,9 @@ def list_runs(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[RunPublic]:
-    """Runs of the workspace (default: the token's), newest first."""
-    return services.runs.list(principal.workspace(workspace_id), limit=limit, cursor=cursor, status=status)
+    """Runs of the workspace (default: the token's), newest first; queued ones with their
+    `queue_position`."""
+    return services.runtime.list_runs(principal.workspace(workspace_id), limit=limit, cursor=cursor, status=status)
 
 
 @router.get("/{run_id}", response_model=RunPublic, responses=errors(404))
@@ -69,10 +71,12 @@ def resume_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: Service
 
 
 class RunFork(BaseModel):
-    """Start a new run from this one's state after `round`; `idea` replaces the run's idea."""
+    """Start a new run from this one's state after `round`; `idea` replaces the run's idea and
+    `llm_profile` (a profile of the workspace) the run's LLM for the rounds after `round`."""
 
     round: int = Field(ge=1, le=100)
     idea: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), NoNul] | None = None
+    llm_profile: Name | None = Field(default=None, description="an LLM profile of the workspace; null: the run's")
 
 
 @router.post(
@@ -80,9 +84,14 @@ class RunFork(BaseModel):
 )
 def fork_run(run_id: uuid.UUID, data: RunFork, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
     """Re-run from round k: a new queued run (`parent_run_id`, `fork_round`) whose rounds 1..k are
-    copied from this one without any LLM call; it continues from round k+1."""
+    copied from this one without any LLM call; it continues from round k+1 (with `llm_profile`)."""
     return services.runtime.fork_run(
-        run_id, data.round, idea=data.idea, actor=principal.actor, scope=principal.workspace()
+        run_id,
+        data.round,
+        idea=data.idea,
+        actor=principal.actor,
+        scope=principal.workspace(),
+        llm_profile=data.llm_profile,
     )
 
 

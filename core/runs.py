@@ -13,6 +13,9 @@ Rules (SPEC §9):
   process resumes at its next round; `attempts` counts executions, `resumed_at_round` says where
   it resumed, and a replayed round announces itself once (`current_round`).
 - A fork copies rounds 1..fork_round of its parent (`parent_run_id`) and continues from there.
+- A run may name one of its workspace's LLM profiles (`llm_profile`, checked at creation); its
+  executions (the first, a resume, a fork's new rounds) use that profile, else the workspace's
+  default one. `llm_label` records what the run actually used.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.events import EventType, append_event
 from core.pagination import clamp_limit, decode_time_id_cursor, encode_cursor
 from core.run_inputs import close_pending_in
-from core.schemas import Page, Public
+from core.schemas import Name, Page, Public
 from core.status import RUN_FINISHED, RUN_UNFINISHED, AgentStatus, RunStatus
 from core.validation import NoNul
 from core.workspaces import code_execution_enabled
-from storage.models import AgentDefinition, AgentInstance, Project, Run, RunMember, Workspace
+from storage.models import AgentDefinition, AgentInstance, LlmProfile, Project, Run, RunMember, Workspace
 from storage.types import utcnow
 
 FINISHED = RUN_FINISHED
@@ -53,6 +56,9 @@ class RunCreate(BaseModel):
     human_agent_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_MEMBERS)
     approve_agent_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_MEMBERS)
     input_timeout: int | None = Field(default=None, ge=1, le=30 * 24 * 3600)
+    # A profile of the workspace (by name) for this run; None: the workspace's default profile, or
+    # the offline demo model without one.
+    llm_profile: Name | None = Field(default=None, description="an LLM profile of the workspace; null: its default")
 
     @field_validator("agent_ids")
     @classmethod
@@ -95,6 +101,7 @@ class RunPublic(Public):
     tokens: int
     error: str
     llm_label: str
+    llm_profile: str | None = None
     code_execution: bool
     current_round: int = 0
     attempts: int = 0
@@ -136,6 +143,8 @@ class RunService:
                 project = session.get(Project, data.project_id)
                 if project is None or project.workspace_id != data.workspace_id:
                     raise NotFound("project", data.project_id)
+            if data.llm_profile is not None:
+                _check_profile(session, data.workspace_id, data.llm_profile)
             self._check_capacity(session, data.workspace_id)
             members: list[RunMember] = []
             run = Run(
@@ -148,6 +157,7 @@ class RunService:
                 parent_run_id=parent_run_id,
                 fork_round=fork_round,
                 input_timeout=data.input_timeout,
+                llm_profile=data.llm_profile,
             )
             for agent_id in data.agent_ids:
                 agent = session.get(AgentInstance, agent_id)
@@ -396,6 +406,14 @@ class RunService:
                 .where(RunMember.run_id == run_id, AgentInstance.status == AgentStatus.BUSY.value)
             )
             return list(session.exec(stmt))
+
+
+def _check_profile(session: Session, workspace_id: uuid.UUID, name: str) -> None:
+    found = session.exec(
+        select(LlmProfile.id).where(LlmProfile.workspace_id == workspace_id, LlmProfile.name == name)
+    ).first()
+    if found is None:
+        raise InvalidInput(f"llm_profile: the workspace has no LLM profile named {name[:200]!r}", field="llm_profile")
 
 
 def _run(session: Session, run_id: uuid.UUID, scope: uuid.UUID | None) -> Run:

@@ -215,6 +215,9 @@ class Run(SQLModel, table=True):
     error: str = Field(default="", sa_type=sa.Text)
     # The LLM the run used, as shown to people (e.g. "demo model" or "openai gpt-4o").
     llm_label: str = Field(default="", max_length=300)
+    # The workspace's LLM profile (by name) chosen for this run; None: the workspace's default
+    # profile (or the demo model) when it starts. A resume uses it again.
+    llm_profile: str | None = Field(default=None, max_length=200)
     # The workspace's code-execution switch when the run was created: what this run may do, and
     # what its page says, whatever the switch says later.
     code_execution: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})

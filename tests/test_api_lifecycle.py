@@ -21,6 +21,7 @@ from core.schemas import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from core.services import Services, build_services
 from tests.app_process import AppProcess
 from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
+from tests.llm_server import LlmServer
 from tests.waiting import wait_until
 
 RUN_WAIT = 120.0
@@ -355,6 +356,38 @@ def test_llm_profiles_never_return_the_key(server: Server) -> None:
         error(client.patch(f"/api/llm-profiles/{profile['id']}", json={"model": "x"}), 404)
         error(client.delete(f"/api/llm-profiles/{profile['id']}"), 404)
         assert ok(client.get(url)) == []
+
+
+def test_a_run_uses_the_llm_profile_it_names_and_an_unknown_one_is_422_creating_nothing(server: Server) -> None:
+    ws = server.workspace()
+    other = server.workspace()
+    url = f"/api/workspaces/{ws.id}/llm-profiles"
+    with LlmServer() as first, LlmServer() as second, server.client(ws) as client:
+        for name, llm in (("first", first), ("second", second)):  # "first" is the workspace's default
+            profile = {"name": name, "api_type": "openai", "model": f"{name}-model", "base_url": llm.base_url}
+            ok(client.post(url, json={**profile, "api_key": "sk-test"}), 201)
+        with server.client(other, "other") as theirs:
+            ok(theirs.post(f"/api/workspaces/{other.id}/llm-profiles", json={**profile, "name": "theirs"}), 201)
+        helper = create_agent(client, ws, "Helper")
+        ok(client.post(f"/api/agents/{helper['id']}/activate"))
+        body = {"workspace_id": str(ws.id), "agent_ids": [helper["id"]], "idea": "say hello", "n_rounds": 1}
+
+        for bad in ("no-such-profile", "theirs", "", "x" * 201, 7, "nul\x00"):
+            error(client.post("/api/runs", json={**body, "llm_profile": bad}), 422)
+        assert ok(client.get("/api/runs"))["items"] == []
+
+        queued = ok(client.post("/api/runs", json={**body, "llm_profile": "second"}), 202)
+        assert queued["llm_profile"] == "second"
+
+        def finished() -> Any:
+            run = ok(client.get(f"/api/runs/{queued['id']}"))
+            return run if run["status"] in FINISHED else None
+
+        run = wait_until(finished, RUN_WAIT, "the run to finish")
+        assert run["status"] == "completed", run["error"]
+        assert (run["llm_profile"], run["llm_label"]) == ("second", "openai · second-model (profile: second)")
+        assert ok(client.get("/api/runs"))["items"][0]["llm_label"] == run["llm_label"]
+        assert second.chat_requests and first.chat_requests == []
 
 
 # -- bad input -------------------------------------------------------------------------------------

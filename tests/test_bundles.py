@@ -86,7 +86,12 @@ def populate(services: Services, slug: str = "acme") -> uuid.UUID:
     services.contexts.update(pm.id, ContextUpdate(patch={"deadline": "friday", "ünïcode": "✓"}, reason="plan"))
     services.contexts.update(pm.id, ContextUpdate(data={"goal": "ship v2"}, reason="rewrite"))
     services.contexts.rollback(pm.id, ContextRollback(version=2))
-    run = services.runs.create(RunCreate(workspace_id=ws.id, agent_ids=[pm.id, dev.id], idea="a todo app", n_rounds=2))
+    services.llm_profiles.create(
+        ws.id, LlmProfileCreate(name="openai", api_type="openai", model="gpt-4o", api_key="sk-secret-key-123")
+    )
+    run = services.runs.create(
+        RunCreate(workspace_id=ws.id, agent_ids=[pm.id, dev.id], idea="a todo app", n_rounds=2, llm_profile="openai")
+    )
     services.runs.mark_running(run.id, "demo model")
     for i in range(30):
         services.messages.append(
@@ -111,9 +116,6 @@ def populate(services: Services, slug: str = "acme") -> uuid.UUID:
     (root / "docs").mkdir()
     (root / "docs" / "prd.md").write_text("# PRD\n\nÜnïcode ✓\n")
     (root / "blob.bin").write_bytes(bytes(range(256)) * 10)
-    services.llm_profiles.create(
-        ws.id, LlmProfileCreate(name="openai", api_type="openai", model="gpt-4o", api_key="sk-secret-key-123")
-    )
     services.templates.create_from_agents(ws.id, TemplateFromAgents(slug="duo", name="Duo", agent_ids=[pm.id, dev.id]))
     return ws.id
 
@@ -187,6 +189,8 @@ def test_round_trip_sqlite_postgresql_sqlite_keeps_every_exported_field(
     # The imported workspace works as one: its history reads through the services, run files too.
     run = back.runs.list(ws_id).items[0]
     assert run.status == "completed" and [m.agent_name for m in run.members] == ["Pia", "Dev"]
+    assert run.llm_profile == "openai"  # the run's own profile (a column added in 014) travels
+    assert [r["llm_profile"] for r in original["tables"]["runs"].values()] == ["openai"]
     assert back.runtime.read_run_file(run.id, "todo/docs/prd.md") == "# PRD\n\nÜnïcode ✓\n"
     pm = next(a for a in back.agents.list(ws_id).items if a.name == "Pia")
     assert back.contexts.get(pm.id).version == 4

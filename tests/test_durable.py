@@ -53,6 +53,22 @@ def server(llm_server: LlmServer) -> LlmServer:
     return llm_server
 
 
+@pytest.fixture(scope="module")
+def second_llm_server() -> Iterator[LlmServer]:
+    with LlmServer() as server:
+        yield server
+
+
+@pytest.fixture
+def second(second_llm_server: LlmServer) -> LlmServer:
+    """A second loopback LLM, for a profile that is not the workspace's default."""
+    second_llm_server.clear_faults()
+    second_llm_server.clear_requests()
+    second_llm_server.responder = default_responder
+    second_llm_server.token_delay = 0.0
+    return second_llm_server
+
+
 def _build(settings: Settings, **update: object) -> Services:
     built = build_services(settings.model_copy(update={"llm_timeout": 5, **update}))
     sync_definitions(built.db)
@@ -79,6 +95,17 @@ def _workspace(rt: Services, server: LlmServer) -> uuid.UUID:
         ),
     )
     return ws.id
+
+
+def _second_profile(rt: Services, ws: uuid.UUID, server: LlmServer) -> str:
+    """A profile beside the workspace's default one, on its own server and model."""
+    rt.llm_profiles.create(
+        ws,
+        LlmProfileCreate(
+            name="second", api_type="openai", model="second-model", base_url=server.base_url, api_key="sk-second"
+        ),
+    )
+    return "second"
 
 
 def _team(rt: Services, ws: uuid.UUID) -> list[uuid.UUID]:
@@ -439,3 +466,75 @@ def test_a_no_resume_start_interrupts_the_run_and_a_person_resumes_it_later_at_i
     finally:
         normal.runtime.shutdown()
         normal.db.dispose()
+
+
+def test_a_run_with_its_own_profile_talks_only_to_that_llm_also_after_a_restart(
+    rt: Services, server: LlmServer, second: LlmServer, settings: Settings
+) -> None:
+    ws = _workspace(rt, server)  # its default profile is `server`
+    team = _team(rt, ws)
+    profile = _second_profile(rt, ws, second)
+    second.token_delay = 0.05  # slow enough to stop the process in round 2
+    run = rt.runtime.start_run(
+        RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6, llm_profile=profile)
+    )
+    wait_until(lambda: rt.runs.get(run.id).current_round >= 2, WAIT, "round 2 to start")
+    wait_until(lambda: any("Architect" in json.dumps(b["messages"][:1]) for b in second.chat_bodies), WAIT, "round 2")
+    rt.runtime.shutdown()
+    assert rt.runs.get(run.id).status == RunStatus.RUNNING
+    before_restart = len(second.chat_requests)
+
+    second.token_delay = 0.0
+    again = _build(settings)
+    try:
+        again.runtime.launch()
+        assert again.runtime.wait_for_run(run.id, WAIT)
+        done = again.runs.get(run.id)
+        assert done.status == RunStatus.COMPLETED, done.error
+        assert done.resumed_at_round is not None and done.attempts == 2
+        # The resumed execution asked the run's profile again, never the workspace's default.
+        assert len(second.chat_requests) > before_restart
+        assert server.chat_requests == []
+        assert {b["model"] for b in second.chat_bodies} == {"second-model"}
+        assert (done.llm_profile, done.llm_label) == ("second", "openai · second-model (profile: second)")
+        assert _transcript(again, run.id) == TRANSCRIPT
+    finally:
+        again.runtime.shutdown()
+        again.db.dispose()
+
+
+def test_a_fork_with_another_profile_plays_only_its_new_rounds_on_that_llm(
+    rt: Services, server: LlmServer, second: LlmServer
+) -> None:
+    from core.errors import InvalidInput
+
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    profile = _second_profile(rt, ws, second)
+    parent = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
+    assert rt.runtime.wait_for_run(parent.id, WAIT)
+    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
+    assert second.chat_requests == []
+    server.clear_requests()
+
+    # An unknown profile: refused on the field, no fork made.
+    with pytest.raises(InvalidInput, match="llm_profile"):
+        rt.runtime.fork_run(parent.id, 2, llm_profile="no-such-profile")
+    assert [r.id for r in rt.runs.list(ws).items] == [parent.id]
+
+    fork = rt.runtime.fork_run(parent.id, 2, llm_profile=profile)
+    assert (fork.llm_profile, fork.fork_round) == (profile, 2)
+    assert rt.runtime.wait_for_run(fork.id, WAIT)
+    done = rt.runs.get(fork.id)
+    assert done.status == RunStatus.COMPLETED, done.error
+    assert _transcript(rt, fork.id) == TRANSCRIPT
+    assert done.llm_label == "openai · second-model (profile: second)"
+    # Round 3 (the project manager's) was played on the second LLM; the parent's LLM got nothing,
+    # and the rounds copied from the parent were not asked of anyone again.
+    assert server.chat_requests == []
+    assert second.chat_requests
+    prompts = [json.dumps(b["messages"][:1]) for b in second.chat_bodies]
+    assert not any("Product Manager" in p or "Architect" in p for p in prompts), prompts
+    assert {b["model"] for b in second.chat_bodies} == {"second-model"}
+    calls = rt.llm_calls.list_run(fork.id, limit=500).items
+    assert calls and {c.profile for c in calls} == {done.llm_label}

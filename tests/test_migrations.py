@@ -11,6 +11,12 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
+from core.config import Settings
+from core.llm_profiles import LlmProfileCreate
+from core.registry import sync_definitions
+from core.runs import RunCreate
+from core.schemas import AgentCreate, WorkspaceCreate
+from core.services import build_services
 from storage.db import make_engine
 from storage.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade
 from tests.db import create_pg_database, drop_pg_database
@@ -68,4 +74,32 @@ def test_models_and_migrations_agree(empty_database_url: str) -> None:
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.check(cfg)
+    engine.dispose()
+
+
+def test_014_adds_a_runs_llm_profile_and_both_directions_keep_the_runs(empty_database_url: str, tmp_path: Path) -> None:
+    """Downgrading drops the column and keeps the run (its `llm_label` still says what it used);
+    upgrading again gives old runs no profile: the workspace's default, as before 014."""
+    engine = make_engine(empty_database_url)
+    upgrade(engine, empty_database_url)
+    services = build_services(Settings(data_dir=tmp_path / "data", database_url=empty_database_url))
+    sync_definitions(services.db)
+    ws = services.workspaces.create(WorkspaceCreate(slug="migr"))
+    services.llm_profiles.create(ws.id, LlmProfileCreate(name="fast", api_type="openai", model="gpt-4o-mini"))
+    agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="helper"))
+    run = services.runs.create(RunCreate(workspace_id=ws.id, agent_ids=[agent.id], idea="x", llm_profile="fast"))
+    services.runs.mark_running(run.id, "openai · gpt-4o-mini (profile: fast)")
+    services.db.dispose()
+
+    downgrade(engine, empty_database_url, "013")
+    assert "llm_profile" not in {c["name"] for c in sa.inspect(engine).get_columns("runs")}
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT llm_label FROM runs WHERE idea = 'x'")).scalars().all()
+    assert kept == ["openai · gpt-4o-mini (profile: fast)"]
+
+    upgrade(engine, empty_database_url)
+    again = build_services(Settings(data_dir=tmp_path / "data", database_url=empty_database_url))
+    back = again.runs.get(run.id)
+    assert (back.llm_profile, back.llm_label) == (None, "openai · gpt-4o-mini (profile: fast)")
+    again.db.dispose()
     engine.dispose()

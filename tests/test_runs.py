@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from core.events import EventFilter, read_events
+from core.llm_profiles import LlmProfileCreate
 from core.runs import RunCreate
 from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
 from core.services import Services
@@ -48,3 +49,27 @@ def test_a_run_in_an_unknown_workspace_is_refused_and_writes_nothing(services: S
     assert services.runs.list(ws).items == []
     with services.db.read() as session:
         assert [e.type for e in read_events(session, EventFilter(workspace_id=ws), 0, 100)] == ["agent_created"]
+
+
+def test_a_run_keeps_the_llm_profile_it_names_and_an_unknown_or_foreign_one_writes_nothing(
+    services: Services,
+) -> None:
+    ws, agent = _team(services, False)
+    other, their_agent = _team(services, False)
+    services.llm_profiles.create(ws, LlmProfileCreate(name="fast", api_type="openai", model="gpt-4o-mini"))
+    services.llm_profiles.create(other, LlmProfileCreate(name="theirs", api_type="openai", model="gpt-4o"))
+
+    for name in ("no-such-profile", "theirs", "FAST"):  # unknown, another workspace's, another spelling
+        with pytest.raises(InvalidInput, match="llm_profile") as refused:
+            services.runs.create(RunCreate(workspace_id=ws, agent_ids=[agent], idea="x", llm_profile=name))
+        assert refused.value.details == {"field": "llm_profile"}
+    assert services.runs.list(ws).items == []
+    with services.db.read() as session:
+        assert [e.type for e in read_events(session, EventFilter(workspace_id=ws), 0, 100)] == ["agent_created"]
+
+    run = services.runs.create(RunCreate(workspace_id=ws, agent_ids=[agent], idea="x", llm_profile="fast"))
+    assert run.llm_profile == "fast"
+    assert services.runs.get(run.id).llm_profile == "fast"
+    assert services.runs.list(ws).items[0].llm_profile == "fast"
+    default = services.runs.create(RunCreate(workspace_id=other, agent_ids=[their_agent], idea="y"))
+    assert default.llm_profile is None

@@ -29,6 +29,7 @@ from nicegui.client import Client
 from core.errors import Conflict, DomainError, NotFound
 from core.event_schema import AgentActivity, AgentStatusChanged, LlmToken, RunRound
 from core.events import EventFilter, EventOut, EventType
+from core.llm_profiles import LlmProfilePublic
 from core.messages import MessagePublic
 from core.runs import FINISHED, RunMemberPublic, RunPublic
 from core.schemas import AgentPublic, WorkspacePublic
@@ -49,6 +50,7 @@ from ui.runs import (
     duration,
     llm_chip,
     money,
+    profile_label,
 )
 from ui.safe_props import with_props
 from ui.state import current_workspace
@@ -302,11 +304,13 @@ class RunView:
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self._dirty: set[uuid.UUID] = set()
-        self._shown_llm: tuple[str, bool] | None = None
+        self._shown_llm: tuple[str, bool, str | None] | None = None
+        self.rerun_profile: ui.select | None = None
         self.client.on_delete(self._stop_timers)
 
     # -- layout ----------------------------------------------------------------------------
-    def build(self, agents: dict[uuid.UUID, AgentPublic]) -> None:
+    def build(self, agents: dict[uuid.UUID, AgentPublic], profiles: list[LlmProfilePublic] | None = None) -> None:
+        self.profiles = profiles or []
         self._build_header()
         code_execution_notice(self.run.code_execution, of_run=True, sandbox=self.run.sandbox)
         with ui.row().classes("w-full items-center gap-2"):
@@ -391,6 +395,17 @@ class RunView:
             ui.icon("forum").classes("text-xl text-slate-400")
             ui.label("Transcript").classes(SECTION_TITLE)
             ui.space()
+            if self.profiles:
+                # What "Re-run from here" uses for the rounds it plays again.
+                same = f"profile {self.run.llm_profile}" if self.run.llm_profile else "workspace default"
+                options = {"": f"Re-runs use: this run's LLM ({same})"}
+                options.update({p.name: f"Re-runs use: {profile_label(p)}" for p in self.profiles})
+                self.rerun_profile = (
+                    ui.select(options, value="")
+                    .props("outlined dense options-dense")
+                    .classes("min-w-64 text-sm")
+                    .mark("run-rerun-profile")
+                )
             self.message_count = ui.label().classes(f"text-sm {MUTED}").mark("transcript-count")
         self.transcript = ui.column().classes("w-full gap-3").mark("transcript")
         self.transcript_empty = ui.label("No messages yet: they appear here as the agents publish them.").classes(
@@ -543,13 +558,15 @@ class RunView:
             return
         self.run = run
         set_run_badge(self.badge, run.status)
-        shown = (run.llm_label, run.status in ACTIVE)
+        shown = (run.llm_label, run.status in ACTIVE, run.llm_profile)
         if shown != self._shown_llm:
             self._shown_llm = shown
             self.llm_slot.clear()
             with self.llm_slot:
                 if run.llm_label:
                     llm_chip(run.llm_label)
+                elif run.status in ACTIVE and run.llm_profile:
+                    ui.label(f"LLM: profile {run.llm_profile}").classes(f"text-xs {MUTED}").mark("run-llm-profile")
                 elif run.status in ACTIVE:
                     ui.label("LLM: chosen when the run starts").classes(f"text-xs {MUTED}")
         times = [f"created {when(run.created_at)}"]
@@ -587,6 +604,8 @@ class RunView:
         self.token_split.set_text(f"{run.prompt_tokens:,} prompt + {run.completion_tokens:,} completion")
         self.cancel_button.set_visibility(run.status in ACTIVE)
         self.resume_button.set_visibility(run.status == RunStatus.INTERRUPTED)
+        if self.rerun_profile is not None:
+            self.rerun_profile.set_visibility(run.status in FINISHED)
         for member in run.members:
             card = self.members.get(member.agent_id) if member.agent_id else None
             if card is not None:
@@ -693,13 +712,21 @@ class RunView:
             await self.refresh_files()
 
     async def rerun_from(self, round_no: int) -> None:
-        """Start a fork of this run after `round_no` and open it."""
+        """Start a fork of this run after `round_no` (with the chosen profile, if any) and open it."""
+        profile = (self.rerun_profile.value or None) if self.rerun_profile is not None else None
         try:
             fork = await run.io_bound(
-                get_services().runtime.fork_run, self.run.id, round_no, actor=ACTOR, scope=self.scope
+                get_services().runtime.fork_run,
+                self.run.id,
+                round_no,
+                actor=ACTOR,
+                scope=self.scope,
+                llm_profile=profile,
             )
         except DomainError as exc:
             ui.notify(str(exc), type="negative")
+            return
+        if fork is None:  # NiceGUI cancelled the call (client gone or server stopping)
             return
         ui.notify(f"Re-running from round {round_no}", type="positive")
         ui.navigate.to(f"/runs/{fork.id}")
@@ -812,10 +839,11 @@ async def run_page(run_id: str) -> None:
         _not_found(run_id)
         return
     agents = await run.io_bound(_member_agents, found, workspace.id)
+    profiles = await run.io_bound(services.llm_profiles.list, workspace.id)
     ui.add_css(MESSAGE_CSS)
     with frame("Run"):
         view = RunView(found, workspace)
-        view.build(agents)
+        view.build(agents, profiles)
         await view.load()
         await view.inputs.start()
     live.subscribe(EventFilter(run_id=found.id), view.handle, since=since)

@@ -2,11 +2,14 @@
 live page is ui/run_page.py; the helpers both pages show runs with live here.
 
 - A start card: member agents with their MetaGPT role kinds, idea, rounds, budget, the LLM that
-  will answer and what happens to generated code.
+  will answer (the workspace's default or one of its profiles) and what happens to generated code.
 - The runs of the workspace, newest first, 20 at a time by the service's keyset cursor ("Load
-  more"). Rows appear with `run_created` and follow `run_started` / `run_finished` in place.
-- This module never imports MetaGPT: the LLM shown before a run is the workspace's default profile
-  (or the demo model), read from the profile list; a run shows the label it recorded.
+  more"). Rows appear with `run_created` and follow `run_started` / `run_finished` in place; a
+  queued run says its place in the queue (read once per page, and again when a run is created,
+  starts or finishes).
+- This module never imports MetaGPT: the LLM shown before a run is the chosen profile or the
+  workspace's default one (or the demo model), read from the profile list; a run shows the label
+  it recorded.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from core.runs import FINISHED, RunCreate, RunPublic
 from core.runtime_labels import DEMO_MODEL_LABEL
 from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
+from core.status import RunStatus
 from core.templates import TemplatePublic
 from core.workspaces import code_execution_enabled
 from ui import live
@@ -117,6 +121,19 @@ def profile_label(profile: LlmProfilePublic) -> str:
     return f"{profile.api_type} · {profile.model} (profile: {profile.name})"
 
 
+# The start form's LLM select: this key is "no profile named", i.e. the workspace's default.
+WORKSPACE_DEFAULT = ""
+
+
+def profile_options(profiles: list[LlmProfilePublic]) -> dict[str, str]:
+    """Select options: the workspace's default first (saying what it is), then every profile."""
+    default = default_profile(profiles)
+    what = profile_label(default) if default else DEMO_MODEL_LABEL
+    options = {WORKSPACE_DEFAULT: f"Workspace default ({what})"}
+    options.update({p.name: profile_label(p) for p in profiles})
+    return options
+
+
 def code_execution_notice(enabled: bool, *, of_run: bool = False, sandbox: str = "") -> ui.row:
     colors = (
         "bg-sky-50 text-sky-900 border-sky-200 dark:bg-sky-500/10 dark:text-sky-100 dark:border-sky-800"
@@ -145,11 +162,13 @@ class StartRunCard:
         self,
         workspace: WorkspacePublic,
         agents: list[AgentPublic],
-        profile: LlmProfilePublic | None,
+        profiles: list[LlmProfilePublic],
         templates: list[TemplatePublic] | None = None,
     ) -> None:
         self.workspace = workspace
         self.agents = {str(a.id): a for a in agents}
+        self.profiles = {p.name: p for p in profiles}
+        profile = default_profile(profiles)
         with ui.card().classes(CARD).mark("start-run"):
             with ui.row().classes("w-full items-center gap-2"):
                 ui.icon("rocket_launch", color="primary").classes("text-xl")
@@ -157,7 +176,9 @@ class StartRunCard:
                 ui.space()
                 with ui.row().classes("items-center gap-2").mark("start-llm"):
                     ui.label("LLM").classes(f"text-sm {MUTED}")
-                    llm_chip(profile_label(profile) if profile else None)
+                    self.llm_slot = ui.row().classes("items-center")
+                    with self.llm_slot:
+                        llm_chip(profile_label(profile) if profile else None)
             if not agents:
                 with ui.row().classes("items-center gap-2").mark("no-agents"):
                     ui.icon("info", size="xs").classes("text-slate-400")
@@ -209,6 +230,14 @@ class StartRunCard:
                     )
                     .mark("run-input-timeout")
                 )
+                self.llm_profile = (
+                    ui.select(profile_options(profiles), value=WORKSPACE_DEFAULT, label="LLM profile")
+                    .props("outlined dense options-dense")
+                    .classes("min-w-64")
+                    .tooltip("The workspace's LLM profile this run talks to")
+                    .mark("run-llm-profile")
+                )
+                self.llm_profile.on_value_change(lambda _: self._show_llm())
             if profile is None:
                 ui.label(
                     "No default LLM profile in this workspace: the offline demo model answers (canned, "
@@ -225,6 +254,19 @@ class StartRunCard:
                 )
                 if not agents:
                     self.button.disable()
+
+    def _chosen_profile(self) -> LlmProfilePublic | None:
+        name = self.llm_profile.value or WORKSPACE_DEFAULT
+        if name == WORKSPACE_DEFAULT:
+            return default_profile(list(self.profiles.values()))
+        return self.profiles.get(name)
+
+    def _show_llm(self) -> None:
+        self.llm_profile.error = None
+        profile = self._chosen_profile()
+        self.llm_slot.clear()
+        with self.llm_slot:
+            llm_chip(profile_label(profile) if profile else None)
 
     def _show_people(self) -> None:
         chosen = [key for key in (self.members.value or []) if key in self.agents]
@@ -255,7 +297,7 @@ class StartRunCard:
 
     async def start(self) -> None:
         self.error.set_visibility(False)
-        for field in (self.members, self.idea, self.rounds, self.investment):
+        for field in (self.members, self.idea, self.rounds, self.investment, self.llm_profile):
             field.error = None
         try:
             data = RunCreate(
@@ -267,6 +309,7 @@ class StartRunCard:
                 human_agent_ids=[uuid.UUID(k) for k in sorted(self.played)],
                 approve_agent_ids=[uuid.UUID(k) for k in sorted(self.approved)],
                 input_timeout=int(self.input_timeout.value) if self.input_timeout.value else None,
+                llm_profile=self.llm_profile.value or None,
             )
         except ValidationError as exc:
             messages = validation_messages(exc)
@@ -281,11 +324,15 @@ class StartRunCard:
                 self.investment.error = "more than $0, at most $10,000"
             if "input_timeout" in messages:
                 self.input_timeout.error = "at least 1 second"
+            if "llm_profile" in messages:
+                self.llm_profile.error = messages["llm_profile"]
             return
         self.button.props("loading")
         try:
             started = await run.io_bound(get_services().runtime.start_run, data, actor=ACTOR, scope=self.workspace.id)
         except DomainError as exc:
+            if exc.details.get("field") == "llm_profile":
+                self.llm_profile.error = "This profile no longer exists: choose another one"
             self._fail(str(exc))
             return
         finally:
@@ -358,13 +405,25 @@ class RunRow:
                 details.append(
                     DEMO_TAG if is_demo(run.llm_label) else f'<span class="text-xs">{esc(run.llm_label)}</span>'
                 )
+            elif run.llm_profile:
+                details.append(f'<span class="text-xs">profile: {esc(run.llm_profile)}</span>')
             markup(f'<div class="flex flex-wrap items-center gap-x-4 gap-y-1">{"".join(details)}</div>').classes(
                 "w-full"
             )
+            if run.status == RunStatus.QUEUED and run.queue_position is not None:
+                ui.label(queue_text(run.queue_position)).classes(f"text-xs {MUTED}").mark(
+                    f"run-queue-position run-queue-position-{run.id}"
+                )
             if run.error or (run.stop_reason and run.status in FINISHED):
                 text = run.error or run.stop_reason
                 color = "text-negative" if run.error else MUTED
                 ui.label(text).classes(f"text-xs {color} line-clamp-1 break-all")
+
+
+def queue_text(ahead: int) -> str:
+    if ahead == 0:
+        return "Queued: next to start"
+    return f"Queued: {ahead} run{'s' if ahead != 1 else ''} ahead in the queue"
 
 
 class RunList:
@@ -416,7 +475,9 @@ class RunList:
     async def _load(self, cursor: str | None) -> None:
         self.loading = True
         try:
-            page = await run.io_bound(get_services().runs.list, self.workspace.id, limit=RUNS_PAGE, cursor=cursor)
+            page = await run.io_bound(
+                get_services().runtime.list_runs, self.workspace.id, limit=RUNS_PAGE, cursor=cursor
+            )
         except DomainError as exc:
             ui.notify(str(exc), type="negative")
             page = None
@@ -443,6 +504,21 @@ class RunList:
             self.pending.append(event)
         else:
             self._handle(event)
+            await self._refresh_queue()
+
+    async def _refresh_queue(self) -> None:
+        """A run created, started or finished moves the queue: re-read the shown queued runs'
+        places (one read of the queue for all of them)."""
+        queued = [row.run.model_copy() for row in self.rows.values() if row.run.status == RunStatus.QUEUED]
+        if not queued:
+            return
+        placed = await run.io_bound(get_services().runtime.add_queue_positions, queued)
+        if placed is None:  # NiceGUI is shutting down
+            return
+        for item in placed:
+            row = self.rows.get(item.id)
+            if row is not None and row.run.status == RunStatus.QUEUED and row.run.queue_position != item.queue_position:
+                row.update(row.run.model_copy(update={"queue_position": item.queue_position}))
 
     def _handle(self, event: EventOut) -> None:
         payload = event.data.get("run")
@@ -482,7 +558,7 @@ async def runs_page(template: str | None = None, team: str | None = None) -> Non
                 services.templates.list(workspace.id),
             )
         )
-        card = StartRunCard(workspace, agents, default_profile(profiles), templates)
+        card = StartRunCard(workspace, agents, profiles, templates)
         prefill(card, next((t for t in templates if t.slug == template), None), team, agents)
         runs = RunList(workspace)
         # Subscribe before the first page is read: a run that starts or ends meanwhile is not missed.

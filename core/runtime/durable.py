@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -491,13 +492,20 @@ class DurableHost:
 
     def queue_position(self, run_id: uuid.UUID) -> int | None:
         """How many runs wait before this one (0: next), or None when it does not wait."""
+        return self.queue_positions().get(run_id)
+
+    def queue_positions(self) -> dict[uuid.UUID, int]:
+        """Every waiting run's place in the run queue (0: next), in one read of the queue."""
         if not self.launched:
-            return None
+            return {}
         waiting = DBOS.list_workflows(
             status=["ENQUEUED"], queue_name=RUN_QUEUE, sort_desc=False, load_input=False, load_output=False
         )
-        ids = [w.workflow_id for w in waiting]
-        return ids.index(str(run_id)) if str(run_id) in ids else None
+        positions: dict[uuid.UUID, int] = {}
+        for i, w in enumerate(waiting):
+            with contextlib.suppress(ValueError):  # a run's workflow id is its run id
+                positions[uuid.UUID(w.workflow_id)] = i
+        return positions
 
     def active_sessions(self) -> list[uuid.UUID]:
         with self._lock:
@@ -569,7 +577,7 @@ class DurableHost:
             return -1  # cancelled while it waited
         try:
             self.services.runtime.ensure_ready()
-            self.services.runtime.llm_choice(run.workspace_id)
+            self.services.runtime.llm_choice(run.workspace_id, run.llm_profile)
         except Exception as exc:
             from core.runtime.engine import describe_error
 
@@ -613,7 +621,7 @@ class DurableHost:
 
         runtime = self.services.runtime
         try:
-            choice = runtime.llm_choice(run.workspace_id)
+            choice = runtime.llm_choice(run.workspace_id, run.llm_profile)  # the run's own, after a resume too
             session = TeamSession(
                 self.services, run.id, choice, runtime.files.run_dir(run.id), self.settings.sandbox_timeout
             )

@@ -31,6 +31,7 @@ from core.runtime.checkpoint_files import checkpoint_exists, copy_checkpoint
 from core.runtime.durable import DurableHost
 from core.runtime.files import MAX_FILE_BYTES, MAX_FILES_LISTED, RunFiles
 from core.runtime.llm import ConnectionTest, LlmAccess
+from core.schemas import Page
 from core.status import AgentStatus, RunStatus
 
 if TYPE_CHECKING:
@@ -125,6 +126,24 @@ class Runtime:
             run.queue_position = self.durable.queue_position(run_id)
         return run
 
+    def list_runs(
+        self, workspace_id: uuid.UUID, limit: int | None = None, cursor: str | None = None, status: str | None = None
+    ) -> Page[RunPublic]:
+        """A page of the workspace's runs (RunService.list), the queued ones with their place in the
+        queue: one read of the queue for the whole page."""
+        page = self.services.runs.list(workspace_id, limit=limit, cursor=cursor, status=status)
+        self.add_queue_positions(page.items)
+        return page
+
+    def add_queue_positions(self, runs: list[RunPublic]) -> list[RunPublic]:
+        """Fill in `queue_position` of the queued runs among `runs` (one read of the queue)."""
+        queued = [r for r in runs if r.status == RunStatus.QUEUED]
+        if queued:
+            positions = self.durable.queue_positions()
+            for r in queued:
+                r.queue_position = positions.get(r.id)
+        return runs
+
     def cancel_run(self, run_id: uuid.UUID, actor: str = "user", scope: uuid.UUID | None = None) -> RunPublic:
         run = self.services.runs.get(run_id, scope=scope)
         if run.status in FINISHED:
@@ -163,9 +182,11 @@ class Runtime:
         idea: str | None = None,
         actor: str = "user",
         scope: uuid.UUID | None = None,
+        llm_profile: str | None = None,
     ) -> RunPublic:
         """A new run from `run_id`'s state after round `round_no`: its rounds 1..k are copied (their
-        messages too), not played again; it continues from round k+1, on `idea` if given."""
+        messages too), not played again; it continues from round k+1, on `idea` if given, with the
+        LLM profile `llm_profile` if given (else the parent's choice)."""
         parent = self.services.runs.get(run_id, scope=scope)
         if round_no < 1 or not checkpoint_exists(self.run_dir(run_id), round_no):
             raise InvalidInput(f"round {round_no} of this run has no saved state to start from", round=round_no)
@@ -179,6 +200,7 @@ class Runtime:
             n_rounds=parent.n_rounds,
             investment=parent.investment,
             project_id=parent.project_id,
+            llm_profile=llm_profile if llm_profile is not None else parent.llm_profile,
         )
         fork = self.services.runs.create(data, actor=actor, scope=scope, parent_run_id=run_id, fork_round=round_no)
         try:
