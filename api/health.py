@@ -1,20 +1,29 @@
-"""Liveness: the only route that needs no token."""
+"""Liveness and readiness: the only route that needs no token."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
+from core.services import get_services
 from core.version import VERSION
 
 router = APIRouter(prefix="/api", tags=["health"])
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "starting"]
     version: str
 
 
-@router.get("/health", response_model=Health)
-def health() -> Health:
+@router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "still starting"}})
+def health(response: Response) -> Health:
+    """200 once the process is ready: durable execution launched and the work left unfinished by
+    the last stop resumed or declined. 503 before that, so a load balancer or a script waiting
+    for the server does not send work to a process that is still starting."""
+    if not get_services().ready:
+        response.status_code = 503
+        return Health(status="starting", version=VERSION)
     return Health(status="ok", version=VERSION)

@@ -58,6 +58,9 @@ class Services:
 
     _retention_task: asyncio.Task[None] | None = field(init=False, default=None)
     _follow_task: asyncio.Task[None] | None = field(init=False, default=None)
+    # Set once `start` has finished (DBOS launched, unfinished work resumed or declined): NiceGUI
+    # runs startup handlers as tasks, so the server answers requests before they are done.
+    ready: bool = field(init=False, default=False)
 
     async def start(self) -> None:
         await self.bus.start()
@@ -68,8 +71,10 @@ class Services:
         )
         if self.settings.event_retention_days > 0:
             self._retention_task = asyncio.create_task(self._apply_retention(), name="agentdeck-event-retention")
+        self.ready = True
 
     async def stop(self) -> None:
+        self.ready = False
         if self._follow_task is not None:
             self._follow_task.cancel()
             await asyncio.gather(self._follow_task, return_exceptions=True)

@@ -184,9 +184,8 @@ def test_sigkill_then_no_resume_start_interrupts_the_run_until_a_person_resumes_
             llm.token_delay = 0.0
             llm.clear_requests()
 
+            # Health answers 200 only once the start is done: the run has been declined by then.
             app = AppProcess(data_dir, "--no-resume", database_url=database_url, env=env).start()
-            # /api/health answers before the app's startup (which launches DBOS) has finished.
-            wait_until(lambda: local.runs.get(run_id).status in RUN_FINISHED, WAIT, "the start to decline the run")
             interrupted = local.runs.get(run_id)
             assert interrupted.status == RunStatus.INTERRUPTED
             assert interrupted.stop_reason == "not resumed at start (--no-resume)"

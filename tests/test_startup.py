@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from core.config import Settings
 from core.schemas import WorkspaceCreate
+from core.services import Services
 from main import StartupError, build_parser, check_bind_address, main, prepare, settings_from_args
 from storage.db import make_engine
 from storage.migrate import current_revision, head_revision
@@ -113,3 +114,29 @@ def test_readme_start_command_serves_health(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "agentdeck.db").exists()
         missing = httpx.get(f"{app.base_url}/api/no-such-route", timeout=5)
         assert missing.status_code == 404
+
+
+async def test_health_says_starting_until_the_process_is_ready_to_execute(services: Services) -> None:
+    """NiceGUI serves requests while its startup handlers still run; health is 200 only after
+    DBOS has launched (and this process's unfinished work was resumed or declined)."""
+    from fastapi import FastAPI
+
+    from api import health
+    from core.services import set_services
+
+    app = FastAPI()
+    app.include_router(health.router)
+    set_services(services)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
+            starting = await client.get("/api/health")
+            assert (starting.status_code, starting.json()["status"]) == (503, "starting")
+            await services.start()
+            try:
+                ready = await client.get("/api/health")
+                assert (ready.status_code, ready.json()["status"]) == (200, "ok")
+            finally:
+                await services.stop()
+            assert (await client.get("/api/health")).status_code == 503
+    finally:
+        set_services(None)
