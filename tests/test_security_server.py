@@ -190,9 +190,10 @@ def test_deep_json_is_422_and_reads_stay_200(server: Server) -> None:
 @pytest.mark.parametrize(
     "cursor",
     [
-        encode_cursor("2024-01-01T00:00:00", str(uuid.uuid4())),  # naive
-        encode_cursor("0001-01-01T00:00:00-01:00", str(uuid.uuid4())),  # overflows
-        encode_cursor("9999-12-31T23:59:59+00:00", str(uuid.uuid4())),
+        # Fixed ids: parallel test workers must collect the same parameters.
+        encode_cursor("2024-01-01T00:00:00", "7b8b5631-e793-403d-bc34-2a02a42bcf45"),  # naive
+        encode_cursor("0001-01-01T00:00:00-01:00", "4843bc6d-45e4-468c-a17e-b31b1b662285"),  # overflows
+        encode_cursor("9999-12-31T23:59:59+00:00", "a7c6b348-dfe5-4d75-a56c-8bdea1005bb3"),
         encode_cursor("2024-01-01T00:00:00+00:00", "not-a-uuid"),
         encode_cursor(2**70),
         "!!!",
