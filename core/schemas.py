@@ -157,3 +157,19 @@ class StatusChangePublic(Public):
     reason: str
     actor: str
     at: datetime
+
+
+def field_bounds(model: type[BaseModel], name: str) -> tuple[float | None, float | None]:
+    """The (lowest, highest) value a numeric field accepts, read from its constraints, so a form
+    offers what the model accepts instead of restating the limits. A `gt`/`lt` bound is returned
+    as is: the form's precision decides the first value past it, and the model refuses the bound."""
+    low: float | None = None
+    high: float | None = None
+    for constraint in model.model_fields[name].metadata:
+        for attr in ("ge", "gt"):
+            if getattr(constraint, attr, None) is not None:
+                low = getattr(constraint, attr)
+        for attr in ("le", "lt"):
+            if getattr(constraint, attr, None) is not None:
+                high = getattr(constraint, attr)
+    return low, high

@@ -73,3 +73,19 @@ def test_a_run_keeps_the_llm_profile_it_names_and_an_unknown_or_foreign_one_writ
     assert services.runs.list(ws).items[0].llm_profile == "fast"
     default = services.runs.create(RunCreate(workspace_id=other, agent_ids=[their_agent], idea="y"))
     assert default.llm_profile is None
+
+
+@pytest.mark.parametrize("name", ["n_rounds", "investment", "input_timeout"])
+def test_the_start_forms_bounds_are_the_ones_the_model_enforces(name: str) -> None:
+    from pydantic import ValidationError
+
+    from core.schemas import field_bounds
+
+    low, high = field_bounds(RunCreate, name)
+    assert low is not None and high is not None
+    base = {"workspace_id": uuid.uuid4(), "agent_ids": [uuid.uuid4()], "idea": "x"}
+    RunCreate.model_validate({**base, name: high})
+    with pytest.raises(ValidationError):
+        RunCreate.model_validate({**base, name: high + 1})
+    with pytest.raises(ValidationError):
+        RunCreate.model_validate({**base, name: low - 1})

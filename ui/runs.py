@@ -26,7 +26,7 @@ from core.events import EventFilter, EventOut, EventType
 from core.llm_profiles import LlmProfilePublic
 from core.runs import FINISHED, RunCreate, RunPublic
 from core.runtime_labels import DEMO_MODEL_LABEL
-from core.schemas import AgentPublic, WorkspacePublic
+from core.schemas import AgentPublic, WorkspacePublic, field_bounds
 from core.services import get_services
 from core.status import RunStatus
 from core.templates import TemplatePublic
@@ -207,22 +207,47 @@ class StartRunCard:
                 .mark("run-idea")
             )
             with ui.row().classes("w-full gap-3 items-start"):
+                rounds_min, rounds_max = field_bounds(RunCreate, "n_rounds")
                 self.rounds = (
-                    ui.number("Rounds", value=5, min=1, max=100, step=1, precision=0)
+                    ui.number(
+                        "Rounds",
+                        value=RunCreate.model_fields["n_rounds"].default,
+                        min=rounds_min,
+                        max=rounds_max,
+                        step=1,
+                        precision=0,
+                    )
                     .props("outlined dense")
                     .classes("w-32")
-                    .tooltip("At most this many rounds of the team (1–100)")
+                    .tooltip(f"At most this many rounds of the team ({rounds_min:g}–{rounds_max:g})")
                     .mark("run-rounds")
                 )
+                budget_above, budget_max = field_bounds(RunCreate, "investment")
                 self.investment = (
-                    ui.number("Budget", value=3.0, min=0.01, max=10_000, step=0.5, precision=2, format="%.2f")
+                    ui.number(
+                        "Budget",
+                        value=RunCreate.model_fields["investment"].default,
+                        min=(budget_above or 0) + 0.01,  # a cent above the exclusive bound
+                        max=budget_max,
+                        step=0.5,
+                        precision=2,
+                        format="%.2f",
+                    )
                     .props("outlined dense prefix=$")
                     .classes("w-36")
                     .tooltip("The run stops when its LLM cost reaches this amount (MetaGPT's investment)")
                     .mark("run-investment")
                 )
+                timeout_min, timeout_max = field_bounds(RunCreate, "input_timeout")
                 self.input_timeout = (
-                    ui.number("Answer within (s)", value=None, min=1, step=60, precision=0)
+                    ui.number(
+                        "Answer within (s)",
+                        value=None,
+                        min=timeout_min,
+                        max=timeout_max,
+                        step=60,
+                        precision=0,
+                    )
                     .props("outlined dense clearable")
                     .classes("w-44")
                     .tooltip(
