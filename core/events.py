@@ -32,7 +32,8 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from core.db import EVENT_ROWS, EVENT_TYPE_COUNTS, EVENTS_WRITTEN, WRITER_TOKEN, Database
-from core.event_schema import EventType, validate_payload
+from core.event_schema import EventType as EventType  # re-exported: callers import it from here
+from core.event_schema import validate_payload
 from storage.models import Event
 from storage.types import utcnow
 

@@ -21,9 +21,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from sqlmodel import select
 
-from core.context import check_storable_json
 from core.db import Database
 from core.schemas import SLUG_RE
+from core.validation import check_storable_json
 from storage.models import AgentDefinition
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ from metagpt.provider.llm_provider_registry import create_llm_instance
 from metagpt.roles import Architect, Engineer, ProductManager, ProjectManager, QaEngineer, Role
 from metagpt.schema import Message
 
-from core.runtime.demo_llm import DEMO_MODEL_LABEL, DemoLLM
+from core.runtime.demo_llm import DemoLLM
 from core.runtime.observe import AgentBinding, observed_role_class, watch_llm
+from core.runtime_labels import DEMO_MODEL_LABEL
 
 log = logging.getLogger("agentdeck.runtime")
 
