@@ -17,6 +17,7 @@ Rules (SPEC §2, §5, §6):
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import uuid
@@ -291,7 +292,7 @@ class MessageService:
         limit: int | None,
         before: str | None,
         after: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         if before is not None and after is not None:
             raise InvalidInput("give either 'before' or 'after', not both")
         limit = clamp_limit(limit)
