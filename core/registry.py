@@ -197,7 +197,7 @@ def sync_definitions(db: Database, specs: list[AgentSpec] | None = None) -> dict
                 log.error("agent spec %r is given twice; the second is skipped", spec.slug)
                 continue
             seen.add(spec.slug)
-            fields = {
+            fields: dict[str, Any] = {
                 "name": spec.name,
                 "description": spec.description,
                 "role_kind": spec.role_kind,
