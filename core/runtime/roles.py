@@ -136,7 +136,8 @@ class Respond(Action):
     async def run(self, with_messages: list[Message] | None = None, **kwargs: Any) -> str:
         latest = with_messages[-1].content if with_messages else ""
         prompt = f"{self.transcript}\n\n## Message to answer\n{latest}" if self.transcript else latest
-        return await self._aask(prompt, [self.system_prompt] if self.system_prompt else None)
+        answer: str = await self._aask(prompt, [self.system_prompt] if self.system_prompt else None)
+        return answer
 
 
 class ChatRole(Role):
