@@ -75,7 +75,7 @@ def validate_config(definition: AgentDefinition, config: dict[str, Any]) -> dict
     """default_config overlaid with `config`, checked against the definition's schema."""
     if not isinstance(config, dict):
         raise InvalidInput(f"config must be a JSON object, not {type(config).__name__}")
-    merged = {**definition.default_config, **config}
+    merged: dict[str, Any] = {**definition.default_config, **config}
     # NaN, NUL or a non-JSON value would be stored by SQLite but refused by PostgreSQL (a 500).
     text = check_storable_json(merged, "config")
     if len(text.encode()) > MAX_CONFIG_BYTES:
@@ -321,7 +321,7 @@ class AgentService:
 def _guarded_update(session: Session, agent: AgentInstance, values: dict[str, Any]) -> None:
     """UPDATE ... WHERE lock_version = <read value>; losing the race is a Conflict."""
     now = utcnow()
-    result = session.execute(
+    result = session.exec(
         sa.update(AgentInstance)
         .where(col(AgentInstance.id) == agent.id, col(AgentInstance.lock_version) == agent.lock_version)
         .values(**values, lock_version=agent.lock_version + 1, updated_at=now)

@@ -189,7 +189,7 @@ def _bucket_label(value: Any, bucket: Bucket) -> str:
     return f"{text[:10]}T{text[11:13]}:00:00" if bucket == "hour" else text[:10]
 
 
-def _seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[float]:
+def _seconds_between(dialect: str, start: Any, end: Any) -> ColumnElement[Any]:
     if dialect == "postgresql":
         return sa.func.extract("epoch", end - start)
     return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
@@ -220,8 +220,8 @@ class AnalyticsService:
         """The agents of a workspace by name (the choices of the agent filter)."""
         with self.db.read() as session:
             stmt = (
-                sa.select(AgentInstance.id, AgentInstance.name, AgentInstance.project_id)
-                .where(AgentInstance.workspace_id == workspace_id)
+                sa.select(col(AgentInstance.id), col(AgentInstance.name), col(AgentInstance.project_id))
+                .where(col(AgentInstance.workspace_id) == workspace_id)
                 .order_by(AgentInstance.name)
                 .limit(MAX_AGENTS)
             )
@@ -339,14 +339,14 @@ class AnalyticsService:
         stmt = (
             sa.select(
                 b,
-                AgentMessage.agent_id,
+                col(AgentMessage.agent_id),
                 sa.func.count(),
                 sa.func.sum(AgentMessage.prompt_tokens),
                 sa.func.sum(AgentMessage.completion_tokens),
                 sa.func.sum(AgentMessage.cost),
             )
             .where(*self._message_range(query, since, until))
-            .group_by(b, AgentMessage.agent_id)
+            .group_by(b, col(AgentMessage.agent_id))
         )
         return [
             MessageBucket(_bucket_label(k, bucket), agent_id, int(n), int(p or 0), int(c or 0), float(cost or 0.0))
@@ -381,7 +381,7 @@ class AnalyticsService:
         outcomes = {
             status: int(n)
             for status, n in session.execute(
-                sa.select(Run.status, sa.func.count())
+                sa.select(col(Run.status), sa.func.count())
                 .where(*self._run_range(query, since, until))
                 .group_by(Run.status)
                 .order_by(Run.status)
@@ -411,7 +411,7 @@ class AnalyticsService:
         b = _bucket_expr(self.db.dialect, AgentStatusChange.at, bucket).label("bucket")
         agent_errors = (
             sa.select(b, sa.func.count())
-            .where(*self._status_range(query, since, until), AgentStatusChange.to_status == "error")
+            .where(*self._status_range(query, since, until), col(AgentStatusChange.to_status) == "error")
             .group_by(b)
         )
         points = [
@@ -421,7 +421,7 @@ class AnalyticsService:
         rb = _bucket_expr(self.db.dialect, Run.created_at, bucket).label("bucket")
         failed = (
             sa.select(rb, sa.func.count())
-            .where(*self._run_range(query, since, until), Run.status == "failed")
+            .where(*self._run_range(query, since, until), col(Run.status) == "failed")
             .group_by(rb)
         )
         points += [
@@ -435,19 +435,19 @@ class AnalyticsService:
         seconds = _seconds_between(self.db.dialect, Run.started_at, end).label("seconds")
         stmt = (
             sa.select(
-                Run.id,
+                col(Run.id),
                 sa.func.substr(Run.idea, 1, TEXT_PREVIEW),
-                Run.status,
+                col(Run.status),
                 sa.func.substr(Run.stop_reason, 1, TEXT_PREVIEW),
                 sa.func.substr(Run.error, 1, TEXT_PREVIEW),
-                Run.cost,
-                Run.prompt_tokens,
-                Run.completion_tokens,
-                Run.tokens,
+                col(Run.cost),
+                col(Run.prompt_tokens),
+                col(Run.completion_tokens),
+                col(Run.tokens),
                 seconds,
-                Run.created_at,
-                Run.started_at,
-                Run.finished_at,
+                col(Run.created_at),
+                col(Run.started_at),
+                col(Run.finished_at),
             )
             .where(*self._run_range(query, since, until))
             .order_by(col(Run.created_at).desc(), col(Run.id).desc())
@@ -477,13 +477,13 @@ class AnalyticsService:
     ) -> list[Failure]:
         agent_errors = (
             sa.select(
-                AgentStatusChange.agent_id,
-                AgentInstance.name,
-                AgentStatusChange.at,
+                col(AgentStatusChange.agent_id),
+                col(AgentInstance.name),
+                col(AgentStatusChange.at),
                 sa.func.substr(AgentStatusChange.reason, 1, TEXT_PREVIEW),
             )
             .join(AgentInstance, col(AgentInstance.id) == col(AgentStatusChange.agent_id))
-            .where(*self._status_range(query, since, until), AgentStatusChange.to_status == "error")
+            .where(*self._status_range(query, since, until), col(AgentStatusChange.to_status) == "error")
             .order_by(col(AgentStatusChange.at).desc())
             .limit(limit)
         )
@@ -493,13 +493,13 @@ class AnalyticsService:
         ]
         failed_runs = (
             sa.select(
-                Run.id,
+                col(Run.id),
                 sa.func.substr(Run.idea, 1, TEXT_PREVIEW),
                 sa.func.coalesce(Run.finished_at, Run.updated_at),
                 sa.func.substr(Run.error, 1, TEXT_PREVIEW),
                 sa.func.substr(Run.stop_reason, 1, TEXT_PREVIEW),
             )
-            .where(*self._run_range(query, since, until), Run.status == "failed")
+            .where(*self._run_range(query, since, until), col(Run.status) == "failed")
             .order_by(col(Run.created_at).desc())
             .limit(limit)
         )
@@ -521,7 +521,9 @@ class AnalyticsService:
         """A project or agent of another workspace is NotFound, exactly like an unknown one."""
         if query.project_id is not None:
             found = session.execute(
-                sa.select(Project.id).where(Project.id == query.project_id, Project.workspace_id == query.workspace_id)
+                sa.select(col(Project.id)).where(
+                    col(Project.id) == query.project_id, col(Project.workspace_id) == query.workspace_id
+                )
             ).first()
             if found is None:
                 raise NotFound("project", query.project_id)
@@ -529,8 +531,8 @@ class AnalyticsService:
             wanted = set(query.agent_ids)
             known = set(
                 session.execute(
-                    sa.select(AgentInstance.id).where(
-                        AgentInstance.workspace_id == query.workspace_id, col(AgentInstance.id).in_(wanted)
+                    sa.select(col(AgentInstance.id)).where(
+                        col(AgentInstance.workspace_id) == query.workspace_id, col(AgentInstance.id).in_(wanted)
                     )
                 ).scalars()
             )
@@ -551,8 +553,8 @@ class AnalyticsService:
         if query.agent_ids:
             clauses.append(self._unindexed(column).in_(query.agent_ids))
         if query.project_id is not None:
-            project_agents = sa.select(AgentInstance.id).where(
-                AgentInstance.workspace_id == query.workspace_id, AgentInstance.project_id == query.project_id
+            project_agents = sa.select(col(AgentInstance.id)).where(
+                col(AgentInstance.workspace_id) == query.workspace_id, col(AgentInstance.project_id) == query.project_id
             )
             clauses.append(self._unindexed(column).in_(project_agents))
         return clauses
@@ -563,12 +565,16 @@ class AnalyticsService:
             sa.select(sa.func.max(latest.c.at)).where(latest.c.agent_id == AgentInstance.id).scalar_subquery()
         )
         stmt = sa.select(
-            AgentInstance.id, AgentInstance.name, AgentInstance.status, AgentInstance.status_reason, status_since
-        ).where(AgentInstance.workspace_id == query.workspace_id)
+            col(AgentInstance.id),
+            col(AgentInstance.name),
+            col(AgentInstance.status),
+            col(AgentInstance.status_reason),
+            status_since,
+        ).where(col(AgentInstance.workspace_id) == query.workspace_id)
         if query.agent_ids:
             stmt = stmt.where(col(AgentInstance.id).in_(query.agent_ids))
         if query.project_id is not None:
-            stmt = stmt.where(AgentInstance.project_id == query.project_id)
+            stmt = stmt.where(col(AgentInstance.project_id) == query.project_id)
         rows = session.execute(stmt.order_by(AgentInstance.name).limit(MAX_AGENTS))
         return [
             AgentFigures(
@@ -606,15 +612,15 @@ class AnalyticsService:
         if query.project_id is not None:
             clauses.append(Run.project_id == query.project_id)
         if query.agent_ids:
-            members = sa.select(RunMember.run_id).where(col(RunMember.agent_id).in_(query.agent_ids))
+            members = sa.select(col(RunMember.run_id)).where(col(RunMember.agent_id).in_(query.agent_ids))
             clauses.append(col(Run.id).in_(members))
         return clauses
 
     def _error_counts(self, session: Session, query: AnalyticsQuery, since: datetime, until: datetime) -> list[Any]:
         stmt = (
-            sa.select(AgentStatusChange.agent_id, sa.func.count())
-            .where(*self._status_range(query, since, until), AgentStatusChange.to_status == "error")
-            .group_by(AgentStatusChange.agent_id)
+            sa.select(col(AgentStatusChange.agent_id), sa.func.count())
+            .where(*self._status_range(query, since, until), col(AgentStatusChange.to_status) == "error")
+            .group_by(col(AgentStatusChange.agent_id))
         )
         return list(session.execute(stmt))
 
@@ -647,6 +653,8 @@ class AnalyticsService:
         )
         trail = sa.union_all(inside, starting).subquery("trail")
         # Times as numbers once per row (julian days on SQLite, epoch seconds on PostgreSQL).
+        moment: ColumnElement[Any]
+        end_moment: ColumnElement[Any]
         if self.db.dialect == "postgresql":
             moment, end_moment, scale = sa.func.extract("epoch", trail.c.at), sa.func.extract("epoch", _at(end)), 1.0
         else:

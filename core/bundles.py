@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel
@@ -50,6 +50,9 @@ from core.events import EventType, append_event
 from core.schemas import SLUG_RE
 from core.validation import check_storable_json
 from core.version import VERSION
+
+if TYPE_CHECKING:
+    from storage.models import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,9 @@ class _Sink:
 
     def flush(self) -> None:
         pass
+
+    def close(self) -> None:
+        pass  # zipfile never closes a file it was given; here for the protocol it expects
 
     def take(self) -> bytes:
         data = b"".join(self._parts)
@@ -664,9 +670,9 @@ class BundleService:
                 new_workspace_id = maps["workspaces"].get(workspace["id"], workspace["id"])
                 for info, run_id, relative in checked.files:
                     new_run = maps["runs"].get(run_id, run_id)
-                    target = staging / str(new_run) / "workspace" / Path(*relative.parts)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(info) as source, target.open("wb") as out:
+                    destination = staging / str(new_run) / "workspace" / Path(*relative.parts)
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as source, destination.open("wb") as out:
                         shutil.copyfileobj(source, out, 1024 * 1024)
                     done += 1
                     if progress and done % 100 == 0:
@@ -691,7 +697,9 @@ class BundleService:
         except DomainError:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            raise BundleError(f"the database refused the bundle, nothing was imported: {exc.orig or exc}") from exc
+            raise BundleError(
+                f"the database refused the bundle, nothing was imported: {getattr(exc, 'orig', None) or exc}"
+            ) from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if progress:
@@ -739,7 +747,7 @@ class _Checked:
     files: list[tuple[zipfile.ZipInfo, uuid.UUID, PurePosixPath]] = field(default_factory=list)
 
 
-def _workspace_model() -> type[SQLModel]:
+def _workspace_model() -> type[Workspace]:
     from storage.models import Workspace
 
     return Workspace

@@ -201,7 +201,7 @@ class ContextService:
         new_version = current + 1
         now = utcnow()
         # Guarded like lock_version: only the writer that read `current` can move it forward.
-        result = session.execute(
+        result = session.exec(
             sa.update(AgentContext)
             .where(col(AgentContext.id) == context.id, col(AgentContext.current_version) == current)
             .values(current_version=new_version, data=data, updated_at=now)

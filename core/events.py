@@ -32,7 +32,8 @@ from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from core.db import EVENT_ROWS, EVENT_TYPE_COUNTS, EVENTS_WRITTEN, WRITER_TOKEN, Database
-from core.event_schema import EventType, validate_payload
+from core.event_schema import EventType as EventType  # re-exported: callers import it from here
+from core.event_schema import validate_payload
 from storage.models import Event
 from storage.types import utcnow
 
@@ -90,7 +91,7 @@ def append_event(
             token = str(session.info.get(WRITER_TOKEN, ""))
             session.exec(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, token)))  # type: ignore[call-overload]
     now = utcnow()
-    values = {
+    values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "seq": next_seq,
         "type": type.value,
@@ -182,7 +183,7 @@ def purge_events_older_than(db: Database, days: int) -> int:
     with db.write() as session:
         newest = head_seq(session)
         stmt = sa.delete(Event).where(col(Event.created_at) < cutoff, col(Event.seq) < newest)
-        result = session.exec(stmt)  # type: ignore[call-overload]
+        result = session.exec(stmt)
         return int(result.rowcount or 0)
 
 

@@ -330,5 +330,5 @@ class LlmCallService:
             return 0
         cutoff = utcnow() - timedelta(days=days)
         with self.db.write() as session:
-            result = session.exec(sa.delete(LlmCall).where(col(LlmCall.created_at) < cutoff))  # type: ignore[call-overload]
+            result = session.exec(sa.delete(LlmCall).where(col(LlmCall.created_at) < cutoff))
             return int(result.rowcount or 0)

@@ -17,6 +17,7 @@ Rules (SPEC §2, §5, §6):
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import uuid
@@ -291,7 +292,7 @@ class MessageService:
         limit: int | None,
         before: str | None,
         after: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         if before is not None and after is not None:
             raise InvalidInput("give either 'before' or 'after', not both")
         limit = clamp_limit(limit)
@@ -523,18 +524,19 @@ def _search_where(dialect: str, workspace_id: uuid.UUID, terms: list[str]) -> li
         # Each term becomes an FTS5 string ("..." with quotes doubled), so nothing the user types
         # is read as an operator (OR, NEAR, *, ^, column filters); juxtaposed strings mean AND.
         match = " ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        hits = (
+        hits: sa.Select[Any] = (
             sa.select(sa.literal_column("rowid"))
             .select_from(sa.table(FTS_TABLE))
             .where(sa.literal_column(FTS_TABLE).op("MATCH")(sa.bindparam("fts_query", match)))
         )
         # Without statistics SQLite would walk the workspace's whole index and probe the hits;
         # a unary + makes the column unindexable, so the hits drive (one rowid lookup each).
-        unindexed = UnaryExpression(workspace, operator=custom_op("+"), type_=workspace.type)
+        column = _MESSAGES.c.workspace_id
+        unindexed = UnaryExpression(column, operator=custom_op("+"), type_=column.type)
         return [sa.literal_column("agent_messages.rowid").in_(hits), unindexed == workspace_id]
     if dialect == "postgresql":
         # The config is a literal, not a parameter: the expression must equal the index's.
-        config = sa.literal_column("'simple'::regconfig")
+        config: sa.ColumnClause[Any] = sa.literal_column("'simple'::regconfig")
         document = sa.func.to_tsvector(config, col(AgentMessage.content))
         query = sa.func.plainto_tsquery(config, sa.bindparam("fts_query", " ".join(terms)))
         return [workspace == workspace_id, document.bool_op("@@")(query)]

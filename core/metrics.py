@@ -27,7 +27,7 @@ STATE_CACHE_SECONDS = 5.0
 
 # No `_created` sample per series: it doubles the exposition (and the scrape time) for a
 # timestamp Prometheus does not need.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -21,9 +21,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from sqlmodel import select
 
-from core.context import check_storable_json
 from core.db import Database
 from core.schemas import SLUG_RE
+from core.validation import check_storable_json
 from storage.models import AgentDefinition
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def sync_definitions(db: Database, specs: list[AgentSpec] | None = None) -> dict
                 log.error("agent spec %r is given twice; the second is skipped", spec.slug)
                 continue
             seen.add(spec.slug)
-            fields = {
+            fields: dict[str, Any] = {
                 "name": spec.name,
                 "description": spec.description,
                 "role_kind": spec.role_kind,

@@ -17,6 +17,7 @@ Rules (issue #13):
 
 from __future__ import annotations
 
+import builtins
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -187,7 +188,7 @@ class RunInputService:
         *,
         run_id: uuid.UUID | None = None,
         agent_id: uuid.UUID | None = None,
-    ) -> list[RunInputPublic]:
+    ) -> builtins.list[RunInputPublic]:
         """The oldest pending requests of a workspace (the dashboard's inbox), of one run or agent."""
         stmt = select(RunInput).where(RunInput.workspace_id == workspace_id, RunInput.status == "pending")
         if run_id is not None:

@@ -20,6 +20,7 @@ Rules (SPEC §9):
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -385,7 +386,7 @@ class RunService:
             )
             return public
 
-    def unfinished(self, limit: int = 500) -> list[RunPublic]:
+    def unfinished(self, limit: int = 500) -> builtins.list[RunPublic]:
         """Runs still queued or running, oldest first (the startup and takeover sweeps)."""
         stmt = (
             select(Run)
@@ -398,7 +399,7 @@ class RunService:
             members = _members_of(session, [r.id for r in rows])
         return [_public(r, members.get(r.id, [])) for r in rows]
 
-    def busy_members(self, run_id: uuid.UUID) -> list[uuid.UUID]:
+    def busy_members(self, run_id: uuid.UUID) -> builtins.list[uuid.UUID]:
         with self.db.read() as session:
             stmt = (
                 select(AgentInstance.id)

@@ -15,6 +15,7 @@ template creates nothing.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -260,7 +261,7 @@ class TemplateService:
         fields = data.model_dump(exclude={"agent_ids"})
         return self.create(workspace_id, TemplateCreate(**fields, members=members))
 
-    def run_team(self, run_id: uuid.UUID, workspace_id: uuid.UUID) -> list[uuid.UUID]:
+    def run_team(self, run_id: uuid.UUID, workspace_id: uuid.UUID) -> builtins.list[uuid.UUID]:
         """The agents of a run that still exist, in the run's order (for "save this run's team")."""
         from storage.models import Run
 
@@ -292,7 +293,7 @@ class TemplateService:
         workspace_id: uuid.UUID,
         project_id: uuid.UUID | None = None,
         actor: str = "system",
-    ) -> list[AgentPublic]:
+    ) -> builtins.list[AgentPublic]:
         """Create the template's agents in the workspace; names that are taken get a number."""
         template = self.get(slug, workspace_id)
         with self.db.read() as session:
@@ -337,7 +338,7 @@ class TemplateService:
         return created
 
     @staticmethod
-    def _check_members(session: Any, members: list[TemplateMember]) -> None:
+    def _check_members(session: Any, members: builtins.list[TemplateMember]) -> None:
         """Every member's definition is in the catalog and its config fits the schema."""
         slugs = {m.definition for m in members}
         found = {d.slug: d for d in session.exec(select(AgentDefinition).where(col(AgentDefinition.slug).in_(slugs)))}

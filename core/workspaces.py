@@ -7,6 +7,7 @@ in one transaction, by the database's ON DELETE CASCADE.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 
 from sqlalchemy.exc import IntegrityError
@@ -121,7 +122,7 @@ class WorkspaceService:
         except IntegrityError as exc:
             raise Conflict(f"a project with slug {data.slug!r} already exists here", slug=data.slug) from exc
 
-    def list_projects(self, workspace_id: uuid.UUID) -> list[ProjectPublic]:
+    def list_projects(self, workspace_id: uuid.UUID) -> builtins.list[ProjectPublic]:
         with self.db.read() as session:
             _workspace(session, workspace_id)
             rows = session.exec(select(Project).where(Project.workspace_id == workspace_id).order_by(col(Project.slug)))
@@ -155,7 +156,7 @@ class WorkspaceService:
             session.flush()
             return RepositoryLinkPublic.model_validate(link)
 
-    def list_repositories(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> list[RepositoryLinkPublic]:
+    def list_repositories(self, workspace_id: uuid.UUID, project_id: uuid.UUID) -> builtins.list[RepositoryLinkPublic]:
         with self.db.read() as session:
             _project(session, workspace_id, project_id)
             rows = session.exec(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -35,11 +35,15 @@ SQLModel.metadata.naming_convention = {
 }
 
 
-def _fk(target: str, ondelete: str, *, nullable: bool = False, index: bool = False) -> Any:
+# The ON DELETE actions SQLModel's Field accepts.
+OnDelete = Literal["CASCADE", "SET NULL", "RESTRICT"]
+
+
+def _fk(target: str, ondelete: OnDelete, *, nullable: bool = False, index: bool = False) -> Any:
     return Field(
         default=None if nullable else ...,
         foreign_key=target,
-        ondelete=ondelete,  # type: ignore[arg-type]
+        ondelete=ondelete,
         nullable=nullable,
         index=index,
     )

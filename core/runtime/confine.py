@@ -119,8 +119,8 @@ def install() -> None:
                 raise
         original_rename(self, new_dir_name)
 
-    FileRepository.save = save  # type: ignore[method-assign]
-    GitRepository.rename_root = rename_root  # type: ignore[method-assign]
+    FileRepository.save = save
+    GitRepository.rename_root = rename_root
 
 
 __all__ = ["ON_REFUSED", "RUN_ROOT", "UnsafePath", "confine", "inside", "install"]

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import DomainError
+
+if TYPE_CHECKING:
+    from core.runtime.manager import ConnectionTest
 
 TEST_TIMEOUT = 15.0
 
@@ -29,7 +32,9 @@ def describe_llm_error(error: BaseException) -> str:
     return f"{kind} (HTTP {status})" if status else kind
 
 
-async def test_connection(runtime: Any, profile_id: uuid.UUID, scope: uuid.UUID | None, timeout: float = TEST_TIMEOUT):  # type: ignore[no-untyped-def]
+async def test_connection(
+    runtime: Any, profile_id: uuid.UUID, scope: uuid.UUID | None, timeout: float = TEST_TIMEOUT
+) -> ConnectionTest:
     from core.runtime.manager import ConnectionTest
     from core.runtime.roles import close_llm
 

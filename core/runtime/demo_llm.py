@@ -480,7 +480,9 @@ class DemoLLM(BaseLLM):
         register_demo_price(self.cost_manager)
         super()._update_costs(usage, model=model, local_calc_usage=local_calc_usage)
 
-    async def _achat_completion(self, messages: list[dict], timeout: int = USE_CONFIG_TIMEOUT) -> dict[str, Any]:
+    async def _achat_completion(
+        self, messages: list[dict[str, Any]], timeout: int = USE_CONFIG_TIMEOUT
+    ) -> dict[str, Any]:
         text = demo_answer(messages)
         usage = self.usage(messages, text)
         self._update_costs(usage)
@@ -493,10 +495,10 @@ class DemoLLM(BaseLLM):
             "usage": usage,
         }
 
-    async def acompletion(self, messages: list[dict], timeout: int = USE_CONFIG_TIMEOUT) -> dict[str, Any]:
+    async def acompletion(self, messages: list[dict[str, Any]], timeout: int = USE_CONFIG_TIMEOUT) -> dict[str, Any]:
         return await self._achat_completion(messages, timeout=timeout)
 
-    async def _achat_completion_stream(self, messages: list[dict], timeout: int = USE_CONFIG_TIMEOUT) -> str:
+    async def _achat_completion_stream(self, messages: list[dict[str, Any]], timeout: int = USE_CONFIG_TIMEOUT) -> str:
         text = demo_answer(messages)
         for piece in _STREAM_PIECE.findall(text):
             log_llm_stream(piece)

@@ -17,7 +17,8 @@ class RunFiles:
         self.services = services
 
     def run_dir(self, run_id: uuid.UUID) -> Path:
-        return self.services.settings.data_dir / "runs" / str(run_id)
+        data_dir: Path = self.services.settings.data_dir
+        return data_dir / "runs" / str(run_id)
 
     def list(self, run_id: uuid.UUID, scope: uuid.UUID | None = None) -> list[str]:
         """MetaGPT's project files of a run, relative to its workspace folder."""

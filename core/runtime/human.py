@@ -97,7 +97,7 @@ class PersonGate:
     ) -> RunInputPublic:
         """The request's answer, once a person gave it. Raises NoAnswer past its deadline."""
         round_no = CURRENT_ROUND.get() or 0
-        request = await asyncio.to_thread(
+        request: RunInputPublic = await asyncio.to_thread(
             self.services.run_inputs.request,
             InputRequest(
                 workspace_id=self.workspace_id,
@@ -141,14 +141,16 @@ class PersonLLM(BaseLLM):
         request = await gate.ask(agent, "answer", prompt=[_plain(m) for m in messages])
         return request.answer
 
-    async def _achat_completion(self, messages: list[dict], timeout: int = USE_CONFIG_TIMEOUT) -> dict[str, Any]:
+    async def _achat_completion(
+        self, messages: list[dict[str, Any]], timeout: int = USE_CONFIG_TIMEOUT
+    ) -> dict[str, Any]:
         text = await self._answer(messages)
         return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
 
-    async def acompletion(self, messages: list[dict], timeout: int = USE_CONFIG_TIMEOUT) -> dict[str, Any]:
+    async def acompletion(self, messages: list[dict[str, Any]], timeout: int = USE_CONFIG_TIMEOUT) -> dict[str, Any]:
         return await self._achat_completion(messages, timeout=timeout)
 
-    async def _achat_completion_stream(self, messages: list[dict], timeout: int = USE_CONFIG_TIMEOUT) -> str:
+    async def _achat_completion_stream(self, messages: list[dict[str, Any]], timeout: int = USE_CONFIG_TIMEOUT) -> str:
         text = await self._answer(messages)
         log_llm_stream(text)
         log_llm_stream("\n")

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from metagpt.environment import Environment
 from metagpt.logs import set_llm_stream_logfunc
@@ -335,7 +335,13 @@ def trace_run(recorder: Any) -> RunTrace:
 
 class _ObservedRole:
     """Mixed in front of a MetaGPT Role class. The role carries its AgentBinding as the extra
-    attribute `agentdeck` (not annotated here: pydantic would make it a required field)."""
+    attribute `agentdeck` (annotated for the type checker only: pydantic would make it a required
+    field). `super()` is the Role after this mixin in the MRO, unknown to the type checker."""
+
+    if TYPE_CHECKING:
+        agentdeck: AgentBinding
+        agentdeck_last_todo: Any
+        rc: Any  # MetaGPT's RoleContext
 
     async def run(self, with_message: Any = None) -> Message | None:
         token = CURRENT_AGENT.set(self.agentdeck)
@@ -351,7 +357,8 @@ class _ObservedRole:
         recorder = CURRENT_RECORDER.get()
         if recorder is not None:
             recorder.on_activity(self.agentdeck, "thinking", {})
-        return await super()._think()  # type: ignore[misc]
+        decided: bool = await super()._think()  # type: ignore[misc]
+        return decided
 
     async def _act(self) -> Message:
         recorder = CURRENT_RECORDER.get()
@@ -423,7 +430,8 @@ class RecordingEnvironment(Environment):
         recorder = CURRENT_RECORDER.get()
         if recorder is not None:
             recorder.on_published(CURRENT_AGENT.get(), message)
-        return super().publish_message(message, peekable)
+        published: bool = super().publish_message(message, peekable)
+        return published
 
     async def run(self, k: int = 1) -> None:
         for _ in range(k):

@@ -26,8 +26,9 @@ from metagpt.provider.llm_provider_registry import create_llm_instance
 from metagpt.roles import Architect, Engineer, ProductManager, ProjectManager, QaEngineer, Role
 from metagpt.schema import Message
 
-from core.runtime.demo_llm import DEMO_MODEL_LABEL, DemoLLM
+from core.runtime.demo_llm import DemoLLM
 from core.runtime.observe import AgentBinding, observed_role_class, watch_llm
+from core.runtime_labels import DEMO_MODEL_LABEL
 
 log = logging.getLogger("agentdeck.runtime")
 
@@ -135,7 +136,8 @@ class Respond(Action):
     async def run(self, with_messages: list[Message] | None = None, **kwargs: Any) -> str:
         latest = with_messages[-1].content if with_messages else ""
         prompt = f"{self.transcript}\n\n## Message to answer\n{latest}" if self.transcript else latest
-        return await self._aask(prompt, [self.system_prompt] if self.system_prompt else None)
+        answer: str = await self._aask(prompt, [self.system_prompt] if self.system_prompt else None)
+        return answer
 
 
 class ChatRole(Role):

@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,7 +396,12 @@ class SandboxedRunCode(RunCode):
     model_config = ConfigDict(arbitrary_types_allowed=True)
     sandbox: Any = Field(default=None, exclude=True)
 
-    async def run_script(self, working_directory, additional_python_paths=(), command=()) -> tuple[str, str]:  # type: ignore[no-untyped-def, override]
+    async def run_script(
+        self,
+        working_directory: str | Path,
+        additional_python_paths: Iterable[str | Path] = (),
+        command: Iterable[str] = (),
+    ) -> tuple[str, str]:
         workdir = Path(working_directory)
         argv = list(command)
         if len(argv) != 2 or argv[0] != "python" or argv[1].startswith("-"):
