@@ -50,6 +50,7 @@ from core.version import VERSION
 if TYPE_CHECKING:
     from dbos import Queue
 
+    from core.runs import RunPublic
     from core.runtime.engine import TeamSession
     from core.services import Services
 
@@ -369,12 +370,13 @@ class DurableHost:
                 run_id = uuid.UUID(workflow_id)
                 # The terminal status first: if this process dies before the cancel, the workflow
                 # finds its run interrupted and cancels itself (play_round).
+                declined_run: RunPublic | None
                 try:
-                    run = self.services.runs.finish(run_id, RunStatus.INTERRUPTED, stop_reason=NOT_RESUMED)
+                    declined_run = self.services.runs.finish(run_id, RunStatus.INTERRUPTED, stop_reason=NOT_RESUMED)
                 except NotFound:
-                    run = None
+                    declined_run = None
                 client.cancel_workflow(workflow_id)
-                if run is not None and run.status == RunStatus.INTERRUPTED:
+                if declined_run is not None and declined_run.status == RunStatus.INTERRUPTED:
                     self._release_members(run_id, "run not resumed")
                     declined.append(run_id)
                     log.warning("run %s not resumed (--no-resume): marked interrupted", run_id)
