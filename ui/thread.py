@@ -26,7 +26,7 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
-from nicegui import run, ui
+from nicegui import background_tasks, run, ui
 
 from core.errors import DomainError
 from core.event_schema import AgentActivity, LlmToken
@@ -41,6 +41,10 @@ from ui.widgets import safe_markdown
 
 PAGE_SIZE = 30
 MAX_RENDERED = 300
+ANSWERING = "The agent is answering — a message sent now is answered next, in turn."
+# Say so rather than let a message go unanswered silently.
+BUSY_IN_A_RUN = "The agent is busy in a team run — a message sent now is kept but not answered."
+
 # Pixels from the top of the scroller at which the previous page is fetched.
 TOP_THRESHOLD = 160
 TYPING_FLUSH_SECONDS = 0.15
@@ -202,6 +206,11 @@ class MessageThread:
         self.send_error.set_visibility(False)
         self.set_status(self.agent.status, self.agent.allowed_transitions)
 
+    async def _say_why_busy(self) -> None:
+        answering = await run.io_bound(get_services().runtime.chat_in_progress, self.agent.id)
+        if self.agent.status == "busy" and not self.idle_text.is_deleted:
+            self.idle_text.text = ANSWERING if answering else BUSY_IN_A_RUN
+
     # -- loading ---------------------------------------------------------------------------
     async def load_latest(self) -> None:
         page = await run.io_bound(get_services().messages.list, self.agent.id, scope=self.scope, limit=PAGE_SIZE)
@@ -353,12 +362,11 @@ class MessageThread:
             if status != "active":
                 self._stop_typing()
         self.idle_hint.set_visibility(status != "active")
-        if status == "busy" and get_services().runtime.chat_in_progress(self.agent.id):
-            self.idle_text.text = "The agent is answering — a message sent now is answered next, in turn."
-        elif status == "busy":
-            # Busy in a team run: the runtime answers chat only between runs; say so rather than let a
-            # message go unanswered silently.
-            self.idle_text.text = "The agent is busy in a team run — a message sent now is kept but not answered."
+        if status == "busy":
+            # Answering a chat, or busy in a team run (which answers chat only between runs): which
+            # one is a read of the durable queue, kept off the event loop.
+            self.idle_text.text = "The agent is busy."
+            background_tasks.create(self._say_why_busy(), name=f"thread-busy-{self.agent.id}")
         else:
             self.idle_text.text = (
                 f"The agent is {status} — activate it to get answers; your message will be kept in the thread."

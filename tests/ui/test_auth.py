@@ -66,6 +66,10 @@ async def test_logout_ends_the_session(user: User) -> None:
 
 
 async def test_api_assets_and_login_need_no_dashboard_login(user: User) -> None:
+    from core.services import get_services
+
+    # NiceGUI runs the app's startup as a task: health says "starting" (503) until it is done.
+    await eventually(lambda: get_services().ready, timeout=60)
     health = await user.http_client.get("/api/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
