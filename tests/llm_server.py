@@ -176,11 +176,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         request = self._record(raw)
+        self.owner._enter()
         try:
             self._handle_post(request)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (timeout, cancellation): nothing left to answer.
             self.close_connection = True
+        finally:
+            self.owner._leave()
 
     def _handle_post(self, request: RecordedRequest) -> None:
         if request.path != "/v1/chat/completions":
@@ -307,6 +310,9 @@ class LlmServer:
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._ids = 0
+        self._in_flight = 0
+        # The most requests answered at the same time since the last clear_requests().
+        self.max_in_flight = 0
         self._stopping = threading.Event()
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -415,6 +421,21 @@ class LlmServer:
         with self._lock:
             self._requests.append(request)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered right now (a streamed answer to a dead client ends at its next chunk)."""
+        with self._lock:
+            return self._in_flight
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
     def _next_id(self) -> int:
         with self._lock:
             self._ids += 1
@@ -438,6 +459,7 @@ class LlmServer:
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+            self.max_in_flight = self._in_flight
 
 
 def _llm_server() -> Iterator[LlmServer]:

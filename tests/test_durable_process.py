@@ -345,3 +345,69 @@ def test_a_second_live_process_with_the_same_worker_id_is_refused(
     finally:
         engine.dispose()
         drop_pg_database(database_url)
+
+
+def test_runs_taken_over_from_a_killed_process_respect_the_takers_max_runs(tmp_path: Path) -> None:
+    """Always on PostgreSQL: A executes two runs at once and is SIGKILLed; B, allowed one run at a
+    time (AGENTDECK_MAX_RUNS=1), takes both over and executes them one after the other (DBOS's
+    queue alone admitted both at once in 3 tries of 4: it counts a run only once its thread runs)."""
+    database_url = create_pg_database("agentdeck_takeover_slots")
+    secret = "k4s8R9b1o0n7Xr2mJ0oJm7Qm5qgqvJx3q0m8Hq1cQmM="
+    env = {"AGENTDECK_RATE_LIMIT": "off", "AGENTDECK_LLM_TIMEOUT": "10", "AGENTDECK_SECRET_KEY": secret}
+    shared = tmp_path / "data"
+    a: AppProcess | None = None
+    b: Services | None = None
+    try:
+        with LlmServer() as llm:
+            llm.responder = lambda body: " ".join(["word"] * 30)
+            llm.token_delay = 0.1  # each answer streams for ~3 s: both runs are mid-answer at the kill
+            a = AppProcess(shared, database_url=database_url, env={**env, "AGENTDECK_WORKER_ID": "a"}).start()
+            b = build_services(
+                Settings(data_dir=shared, database_url=database_url, secret_key=secret, worker_id="b", max_runs=1)
+            )
+            ws = b.workspaces.create(WorkspaceCreate(slug="slots"))
+            b.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
+            b.llm_profiles.create(
+                ws.id,
+                LlmProfileCreate(
+                    name="loopback", api_type="openai", model="gpt-4o-mini", base_url=llm.base_url, api_key="sk-test"
+                ),
+            )
+            helpers = []
+            for i in range(2):
+                agent = b.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name=f"helper-{i}"))
+                b.agents.activate(agent.id)
+                helpers.append(agent.id)
+            headers = {"Authorization": f"Bearer {TokenService(b.db).create(ws.id, 'slots')[1]}"}
+            run_ids = []
+            with httpx.Client(base_url=a.base_url, headers=headers, timeout=10) as client:
+                for i, helper in enumerate(helpers):
+                    body = {"workspace_id": str(ws.id), "agent_ids": [str(helper)], "idea": f"q{i}", "n_rounds": 2}
+                    response = client.post("/api/runs", json=body)
+                    assert response.status_code == 202, response.text
+                    run_ids.append(uuid.UUID(response.json()["id"]))
+            wait_until(lambda: llm.max_in_flight >= 2, WAIT, "A to execute both runs at once")
+            assert a.proc is not None
+            a.proc.kill()
+            a.proc.wait()
+            llm.token_delay = 0.02
+            wait_until(lambda: llm.in_flight == 0, WAIT, "the answers to the dead process to end")
+            llm.clear_requests()  # from here on, max_in_flight counts B's requests only
+
+            b.runtime.ensure_ready()
+            b.runtime.launch()
+            assert b.runtime.durable.take_over_dead_executors() == ["a"]  # what B's sweep does every 10 s
+            for run_id in run_ids:
+                assert b.runtime.wait_for_run(run_id, WAIT)
+                done = b.runs.get(run_id)
+                assert (done.status, done.attempts) == (RunStatus.COMPLETED, 2), done.error
+            assert {json.dumps(body["messages"]).count("q0") > 0 for body in llm.chat_bodies} == {True, False}
+            assert llm.max_in_flight == 1
+            assert all(b.agents.get(h).status == "active" for h in helpers)
+    finally:
+        if b is not None:
+            b.runtime.shutdown()
+            b.db.dispose()
+        if a is not None:
+            a.stop()
+        drop_pg_database(database_url)
