@@ -188,7 +188,8 @@ def _keyset(
 def _order_column(table: sa.Table, scope: str) -> sa.Column[Any] | None:
     """The column that follows `scope` in an index of the table, if any: keyset batches ordered by
     (that column, id) walk that index's range for one scope value instead of sorting all of it
-    for every batch (e.g. messages by (workspace_id, created_at), status changes by (.., at))."""
+    for every batch (e.g. messages by (workspace_id, created_at), status changes by (.., at)). SQLite
+    then sorts only the rows that tie on that column, so a batch costs the same at any depth."""
     candidates = [list(i.columns) for i in sorted(table.indexes, key=lambda i: i.name or "")]
     candidates += [list(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
     for columns in candidates:
