@@ -11,6 +11,7 @@ import json
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from core.services import Services, build_services
 from core.templates import TemplateFromAgents
 from storage.db import make_engine
 from storage.migrate import upgrade
+from storage.models import AgentMessage
 from tests.db import create_pg_database, drop_pg_database
 
 PG = "postgresql"
@@ -387,6 +389,67 @@ def test_export_streams_in_chunks_and_is_a_valid_zip(make_services: Callable[[st
     with zipfile.ZipFile(io.BytesIO(b"".join(chunks))) as zf:
         assert zf.testzip() is None
         assert {f"{t.name}.jsonl" for t in TABLES} <= set(zf.namelist())
+
+
+def test_a_big_workspace_is_exported_in_index_range_batches_each_message_once(
+    make_services: Callable[[str], Services], tmp_path: Path
+) -> None:
+    """Messages travel in keyset batches on (created_at, id). Each batch is an index range SEARCH
+    for the workspace (SQLite's EXPLAIN QUERY PLAN), sorting at most the ties of one created_at,
+    never a scan or a sort of the whole workspace: a batch costs the same at row 0 and at row
+    1,000,000. Messages sharing a created_at straddle batch boundaries and each travels once."""
+    services = make_services("sqlite")
+    ws_id = populate(services)
+    populate(services, slug="other")  # rows of another workspace that no batch may return
+    table = AgentMessage.__table__
+    with services.db.engine.begin() as conn:
+        agents = SQLModel.metadata.tables["agent_instances"]
+        agent_id = conn.execute(
+            sa.select(agents.c.id).where(agents.c.workspace_id == ws_id, agents.c.name == "Helper")
+        ).scalar_one()
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        conn.execute(
+            table.insert(),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "workspace_id": ws_id,
+                    "agent_id": agent_id,
+                    "seq": 100 + i,
+                    "sender": "agent",
+                    "role": "assistant",
+                    "content": f"bulk {i}",
+                    "created_at": start + timedelta(seconds=i // 7),  # seven messages a second
+                    "updated_at": start,
+                }
+                for i in range(2_500)
+            ],
+        )
+        expected = set(conn.execute(sa.select(table.c.id).where(table.c.workspace_id == ws_id)).scalars())
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+        if "FROM agent_messages" in statement and "ORDER BY" in statement:
+            statements.append((statement, parameters))
+
+    sa.event.listen(services.db.engine, "before_cursor_execute", capture)
+    try:
+        services.bundles.export_to(ws_id, tmp_path / "big.agentdeck")
+    finally:
+        sa.event.remove(services.db.engine, "before_cursor_execute", capture)
+
+    exported = read_bundle(tmp_path / "big.agentdeck")["tables"]["agent_messages"]
+    assert {uuid.UUID(i) for i in exported} == expected
+    assert len(statements) == 3  # 2,531 messages, 1,000 a batch
+    with services.db.engine.connect() as conn:
+        for n, (statement, parameters) in enumerate(statements):
+            plan = [str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)]
+            search = [line for line in plan if line.startswith("SEARCH agent_messages USING")]
+            assert len(search) == 1 and "workspace_id=?" in search[0], plan
+            if n:  # after the first batch, the keyset is a range in the index, not a filter
+                assert "created_at>" in search[0], plan
+            assert not any(line.startswith("SCAN agent_messages") for line in plan), plan
+            assert all("RIGHT PART OF ORDER BY" in line for line in plan if "TEMP B-TREE" in line), plan
 
 
 def test_command_line_export_and_import(make_services: Callable[[str], Services], tmp_path: Path, capsys: Any) -> None:
