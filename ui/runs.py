@@ -546,10 +546,9 @@ class RunList:
                 row.update(row.run.model_copy(update={"queue_position": item.queue_position}))
 
     def _handle(self, event: EventOut) -> None:
-        payload = event.data.get("run")
-        if event.type not in LIST_EVENTS or not isinstance(payload, dict):
+        if event.type not in LIST_EVENTS:
             return
-        item = RunPublic.model_validate(payload)
+        item = RunPublic.model_validate(event.data["run"])  # the embedded API model, whole
         row = self.rows.get(item.id)
         if row is not None:
             row.update(item, reopened=event.type == EventType.RUN_RESUMED)
