@@ -42,9 +42,10 @@ from ui.analytics_charts import (
     short,
 )
 from ui.analytics_llm import LLM_CHARTS
+from ui.dark_mode import page_dark_mode
 from ui.format import full_time, when
 from ui.safe_props import with_props
-from ui.theme import frame, page_dark_mode
+from ui.theme import frame
 
 router = APIRouter()
 

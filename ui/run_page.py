@@ -40,7 +40,6 @@ from ui.format import esc, full_time, markup, when
 from ui.inputs import InputPanel
 from ui.llm_calls import RunTimeline
 from ui.runs import (
-    ACTOR,
     CARD,
     DEMO_TAG,
     MUTED,
@@ -53,7 +52,7 @@ from ui.runs import (
     profile_label,
 )
 from ui.safe_props import with_props
-from ui.state import current_workspace
+from ui.state import ACTOR, current_workspace
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, RUN_STATUS_COLORS, run_status_badge, safe_markdown, status_badge
 from ui.widgets import update_status_badge as update_agent_badge
