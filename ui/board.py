@@ -390,14 +390,7 @@ class Board:
             card = self.cards.get(event.agent_id)
             change = AgentStatusChanged.of(event)
             if card is not None:
-                changes = {
-                    "status": change.to,
-                    "status_reason": change.reason,
-                    "allowed_transitions": change.allowed_transitions,
-                    "lock_version": change.lock_version,
-                    "updated_at": event.ts,
-                }
-                self.apply(card.agent.model_copy(update=changes))
+                self.apply(card.agent.model_copy(update={**change.agent_fields(), "updated_at": event.ts}))
             elif self.filters.status and change.to == self.filters.status:
                 with contextlib.suppress(NotFound):  # it has just entered the status filter: show it
                     self.apply(await run.io_bound(get_services().agents.get, event.agent_id, self.workspace.id))

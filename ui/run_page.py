@@ -32,6 +32,7 @@ from core.events import EventFilter, EventOut, EventType
 from core.llm_profiles import LlmProfilePublic
 from core.messages import MessagePublic
 from core.runs import FINISHED, RunMemberPublic, RunPublic
+from core.runtime.files import MAX_FILE_BYTES  # what Runtime.read_run_file returns at most
 from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
 from core.status import RunStatus
@@ -68,7 +69,6 @@ MAX_STREAM_CHARS = 4000
 # Longer message bodies fold into an expansion, built when first opened.
 LONG_CHARS = 700
 LONG_LINES = 14
-MAX_FILE_BYTES = 256 * 1024  # what Runtime.read_run_file returns at most
 LANGUAGES = {
     ".py": "python",
     ".json": "json",
