@@ -17,15 +17,9 @@ from fastapi import APIRouter, Depends, Query
 
 from api.common import AUTH_ERRORS, errors
 from api.deps import CurrentPrincipal, ServicesDep
-from core.analytics import (
-    FAILURES_LISTED,
-    MAX_AGENT_FILTER,
-    AnalyticsQuery,
-    Failure,
-    RunFigures,
-    Summary,
-    TimeSeries,
-)
+from core.analytics import FAILURES_LISTED
+from core.analytics_headlines import AnalyticsHeadlines
+from core.analytics_schemas import MAX_AGENT_FILTER, AnalyticsQuery, Failure, RunFigures, Summary, TimeSeries
 from core.llm_analytics import LlmFigures
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=AUTH_ERRORS)
@@ -98,6 +92,15 @@ def failures(
     """What failed and when: the latest transitions into `error` (with the reason) and failed runs
     (with the error), newest first."""
     return services.analytics.failures(query, limit=limit)
+
+
+@router.get("/headlines", response_model=AnalyticsHeadlines, responses=errors(404))
+def headlines(query: Filters, services: ServicesDep) -> AnalyticsHeadlines:
+    """The analytics page's headlines, judged once in core: the top spender (cost and share of
+    the range's total cost; by tokens when no cost was recorded), the agents stuck now (in
+    `error`, or `busy` for longer than 10 minutes; in error first, longest first), else the
+    agent with the most time in busy/error within the range, and the failures (count, latest)."""
+    return services.analytics.headlines(query)
 
 
 @router.get("/llm", response_model=LlmFigures, responses=errors(404))

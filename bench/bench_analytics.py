@@ -49,7 +49,8 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_pagination import median_ms
-from core.analytics import AnalyticsQuery, AnalyticsService
+from core.analytics import AnalyticsService
+from core.analytics_schemas import AnalyticsQuery
 from core.config import Settings
 from core.db import Database
 from core.registry import sync_definitions

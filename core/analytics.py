@@ -25,121 +25,40 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.operators import custom_op
 from sqlmodel import Session, col
 
+from core.analytics_headlines import AnalyticsHeadlines, judge_headlines
+from core.analytics_schemas import (
+    AgentFigures,
+    AgentRef,
+    AnalyticsQuery,
+    Bucket,
+    Dashboard,
+    Failure,
+    RunFigures,
+    SeriesPoint,
+    Summary,
+    TimeSeries,
+)
 from core.db import Database
 from core.errors import InvalidInput, NotFound
 from core.llm_analytics import LlmFigures, llm_figures
 from storage.models import AgentInstance, AgentMessage, AgentStatusChange, LlmCall, Project, Run, RunMember
 from storage.types import UtcDateTime, utcnow
 
-Bucket = Literal["hour", "day"]
 DEFAULT_RANGE = timedelta(days=7)
 MAX_RANGE = timedelta(days=366)
 HOURLY_UP_TO = timedelta(days=2)
 MAX_RUNS_LISTED = 500
 MAX_AGENTS = 5000
-MAX_AGENT_FILTER = 100
 FAILURES_LISTED = 20
 TEXT_PREVIEW = 300
 EARLIEST, LATEST = 1970, 9000
-
-
-class AnalyticsQuery(BaseModel):
-    workspace_id: uuid.UUID
-    since: datetime | None = None
-    until: datetime | None = None
-    agent_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_AGENT_FILTER)
-    project_id: uuid.UUID | None = None
-
-
-class AgentRef(BaseModel):
-    agent_id: uuid.UUID
-    name: str
-    project_id: uuid.UUID | None
-
-
-class AgentFigures(BaseModel):
-    agent_id: uuid.UUID
-    name: str
-    status: str
-    status_reason: str = ""
-    # When the agent entered its current status (its latest status change), whatever the range.
-    status_since: datetime | None = None
-    messages: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    tokens: int = 0
-    cost: float = 0.0
-    seconds_in_status: dict[str, float] = Field(default_factory=dict)
-    errors: int = 0
-
-
-class SeriesPoint(BaseModel):
-    bucket: str
-    key: str
-    value: float
-    agent_id: uuid.UUID | None = None
-
-
-class RunFigures(BaseModel):
-    run_id: uuid.UUID
-    idea: str
-    status: str
-    stop_reason: str
-    error: str
-    cost: float
-    prompt_tokens: int
-    completion_tokens: int
-    tokens: int
-    # finished_at - started_at; for a run still going, the time it has run so far.
-    seconds: float | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class Failure(BaseModel):
-    kind: Literal["agent_error", "run_failed"]
-    at: datetime
-    agent_id: uuid.UUID | None = None
-    run_id: uuid.UUID | None = None
-    subject: str
-    reason: str
-
-
-class Summary(BaseModel):
-    since: datetime
-    until: datetime
-    bucket: Bucket
-    agents: list[AgentFigures]
-    runs_by_outcome: dict[str, int]
-    totals: dict[str, float]
-
-
-class TimeSeries(BaseModel):
-    since: datetime
-    until: datetime
-    bucket: Bucket
-    points: list[SeriesPoint]
-
-
-class Dashboard(BaseModel):
-    """Everything the analytics page shows, for one range, read in one session."""
-
-    summary: Summary
-    messages: TimeSeries
-    cost: TimeSeries
-    errors: TimeSeries
-    runs: list[RunFigures]
-    failures: list[Failure]
-    llm: LlmFigures | None = None
 
 
 def _aware(value: datetime) -> datetime:
@@ -299,6 +218,17 @@ class AnalyticsService:
                 failures=self._failures(session, query, since, until, FAILURES_LISTED),
                 llm=self._llm(session, query, since, until, bucket),
             )
+
+    def headlines(self, query: AnalyticsQuery, now: datetime | None = None) -> AnalyticsHeadlines:
+        """Which agent costs most, which is stuck (judged at `now`, default the current time),
+        what failed: core/analytics_headlines.py's rules over the summary and latest failure."""
+        since, until, bucket = resolve_range(query.since, query.until)
+        with self.db.read() as session:
+            self._check_filters(session, query)
+            buckets = self._message_buckets(session, query, since, until, bucket)
+            summary = self._summary(session, query, since, until, bucket, buckets)
+            failures = self._failures(session, query, since, until, 1)
+        return judge_headlines(summary, failures, now or utcnow())
 
     def llm(self, query: AnalyticsQuery) -> LlmFigures:
         """LLM latency p50/p95 per model per bucket, and calls/errors/error rate per LLM profile."""

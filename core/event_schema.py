@@ -123,6 +123,15 @@ class AgentStatusChanged(Payload):
     lock_version: int
     allowed_transitions: list[str]
 
+    def agent_fields(self) -> dict[str, Any]:
+        """What this change sets on the agent it is about: `agent.model_copy(update=...)`."""
+        return {
+            "status": self.to,
+            "status_reason": self.reason,
+            "allowed_transitions": self.allowed_transitions,
+            "lock_version": self.lock_version,
+        }
+
 
 class AgentActivity(Payload):
     activity: str

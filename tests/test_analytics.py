@@ -46,7 +46,9 @@ from bench.bench_analytics import (
     make_agents,
     unindexed_reads,
 )
-from core.analytics import AnalyticsQuery, AnalyticsService, Dashboard, parse_time, resolve_range
+from core.analytics import AnalyticsService, parse_time, resolve_range
+from core.analytics_headlines import STUCK_BUSY, judge_headlines, stuck_score
+from core.analytics_schemas import AgentFigures, AnalyticsQuery, Dashboard, Summary
 from core.errors import InvalidInput, NotFound
 from core.schemas import WorkspaceCreate
 from core.services import Services
@@ -499,6 +501,97 @@ def test_an_empty_workspace_has_zero_figures(services: Services) -> None:
     assert set(dashboard.summary.totals.values()) == {0.0}
 
 
+# -- headlines (core/analytics_headlines.py) ---------------------------------------------------------
+def figures(name: str, status: str, since: datetime | None = None, **values: Any) -> AgentFigures:
+    return AgentFigures(agent_id=uuid.uuid4(), name=name, status=status, status_since=since, **values)
+
+
+def summary_of(*agents: AgentFigures, errors: int = 0) -> Summary:
+    ordered = sorted(agents, key=lambda f: (-f.cost, -f.messages, f.name))
+    totals = {"cost": sum(a.cost for a in agents), "tokens": float(sum(a.tokens for a in agents))}
+    return Summary(
+        since=T0, until=T0 + DAY, bucket="hour", agents=ordered, runs_by_outcome={}, totals={**totals, "errors": errors}
+    )
+
+
+def test_an_agent_in_error_is_stuck_with_its_reason_and_since_when(
+    analytics: AnalyticsService, history: History
+) -> None:
+    now = T0 + 30 * H + timedelta(minutes=5)  # carol went busy 5 minutes ago: not stuck yet
+    headlines = analytics.headlines(history.query(), now=now)
+    assert [(s.name, s.status, s.reason) for s in headlines.stuck] == [("bob", "error", "rate limited")]
+    assert headlines.stuck[0].since == T0 + 10.5 * H
+    assert headlines.stuck[0].seconds == pytest.approx((now - (T0 + 10.5 * H)).total_seconds())
+    assert headlines.longest_in_busy_or_error is None  # only when nobody is stuck
+    assert headlines.at == now
+
+
+def test_an_agent_busy_longer_than_the_threshold_is_stuck_after_those_in_error(
+    analytics: AnalyticsService, history: History
+) -> None:
+    now = T0 + 30 * H + STUCK_BUSY + timedelta(seconds=1)
+    headlines = analytics.headlines(history.query(), now=now)
+    assert [(s.name, s.status) for s in headlines.stuck] == [("bob", "error"), ("carol", "busy")]
+    assert headlines.stuck[1].seconds == pytest.approx(STUCK_BUSY.total_seconds() + 1)
+
+
+def test_an_agent_busy_for_a_short_while_is_not_stuck() -> None:
+    just_busy = figures("quick", "busy", since=T0 + 12 * H - STUCK_BUSY, seconds_in_status={"busy": 600.0})
+    headlines = judge_headlines(summary_of(just_busy), [], now=T0 + 12 * H)  # exactly the threshold
+    assert headlines.stuck == []
+    assert headlines.longest_in_busy_or_error is not None
+    assert (headlines.longest_in_busy_or_error.name, headlines.longest_in_busy_or_error.seconds) == ("quick", 600.0)
+
+
+def test_when_nobody_is_stuck_the_longest_in_busy_or_error_is_named(
+    analytics: AnalyticsService, history: History
+) -> None:
+    query = history.query(agent_ids=[history.agents["alice"], history.agents["dave"]])
+    headlines = analytics.headlines(query, now=T0 + 30 * H)
+    assert headlines.stuck == []
+    longest = headlines.longest_in_busy_or_error
+    assert longest is not None and longest.name == "alice"
+    assert longest.seconds == pytest.approx(4 * 3600, abs=TOL)  # busy T0+2h..5h, error T0+5h..6h
+    assert longest.seconds == stuck_score(by_name(analytics.summary(query))["alice"])
+
+
+def test_the_top_spender_has_the_highest_cost_and_its_share_of_the_total(
+    analytics: AnalyticsService, history: History
+) -> None:
+    summary = analytics.summary(history.query())
+    headlines = analytics.headlines(history.query(), now=T0 + 30 * H)
+    spender = headlines.top_spender
+    assert spender is not None and spender.by == "cost"
+    carol = by_name(summary)["carol"]
+    assert (spender.agent_id, spender.name, spender.cost, spender.tokens) == (
+        carol.agent_id,
+        "carol",
+        carol.cost,
+        carol.tokens,
+    )
+    assert spender.total_cost == pytest.approx(0.586)
+    assert spender.share == pytest.approx(carol.cost / 0.586)
+    assert 0 < spender.share < 1
+
+
+def test_failures_are_counted_with_the_latest(analytics: AnalyticsService, history: History) -> None:
+    failures = analytics.headlines(history.query(), now=T0 + 30 * H).failures
+    assert failures.count == 3  # alice and bob into error, run r2 failed
+    assert failures.latest is not None and (failures.latest.kind, failures.latest.subject) == ("agent_error", "bob")
+
+
+def test_no_cost_names_the_heaviest_by_tokens_and_no_tokens_names_nobody(services: Services) -> None:
+    free = summary_of(figures("light", "idle", tokens=10), figures("heavy", "idle", tokens=900))
+    spender = judge_headlines(free, [], now=T0).top_spender
+    assert spender is not None and (spender.name, spender.by, spender.cost, spender.share) == ("heavy", "tokens", 0, 0)
+
+    assert judge_headlines(summary_of(figures("quiet", "idle")), [], now=T0).top_spender is None
+    ws = services.workspaces.create(WorkspaceCreate(slug=f"empty-{uuid.uuid4().hex[:6]}"))
+    empty = services.analytics.headlines(AnalyticsQuery(workspace_id=ws.id))
+    assert empty.top_spender is None and empty.stuck == [] and empty.longest_in_busy_or_error is None
+    assert (empty.failures.count, empty.failures.latest) == (0, None)
+
+
 # -- the REST API --------------------------------------------------------------------------------
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
@@ -537,6 +630,24 @@ def test_the_api_serves_every_aggregate(client: TestClient, services: Services, 
     assert {r["status"] for r in runs} == {"completed", "failed", "running", "cancelled"}
     failures = client.get("/api/analytics/failures", params={**RANGE, "limit": 2}, headers=headers).json()
     assert [f["subject"] for f in failures] == ["bob", "idea r2"]
+    headlines = client.get("/api/analytics/headlines", params=RANGE, headers=headers)
+    assert headlines.status_code == 200, headlines.text
+    judged = headlines.json()
+    assert (judged["top_spender"]["name"], judged["top_spender"]["by"]) == ("carol", "cost")
+    assert judged["top_spender"]["share"] == pytest.approx(judged["top_spender"]["cost"] / 0.586)
+    # Judged now: bob is in error, carol busy since T0 + 30 h.
+    assert [(s["name"], s["status"], s["reason"]) for s in judged["stuck"]] == [
+        ("bob", "error", "rate limited"),
+        ("carol", "busy", ""),
+    ]
+    assert judged["failures"]["count"] == 3 and judged["failures"]["latest"]["subject"] == "bob"
+    schema = client.get("/openapi.json").json()
+    assert schema["paths"]["/api/analytics/headlines"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ] == {"$ref": "#/components/schemas/AnalyticsHeadlines"}
+    assert {"top_spender", "stuck", "longest_in_busy_or_error", "failures"} <= set(
+        schema["components"]["schemas"]["AnalyticsHeadlines"]["properties"]
+    )
 
     # Offsets are converted; the agent filter repeats; the workspace may be named.
     params = {
@@ -554,7 +665,7 @@ def test_the_api_serves_every_aggregate(client: TestClient, services: Services, 
 
 
 @pytest.mark.parametrize(
-    "path", ["summary", "messages-over-time", "cost-over-time", "errors-over-time", "runs", "failures"]
+    "path", ["summary", "messages-over-time", "cost-over-time", "errors-over-time", "runs", "failures", "headlines"]
 )
 def test_the_api_is_scoped_by_the_token(client: TestClient, services: Services, history: History, path: str) -> None:
     headers = auth(services, history.a)

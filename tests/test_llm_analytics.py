@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 import api.deps as deps
 from api.analytics import router as analytics_router
 from api.errors import install_error_handlers
-from core.analytics import AnalyticsQuery
+from core.analytics_schemas import AnalyticsQuery
 from core.schemas import AgentCreate, WorkspaceCreate
 from core.services import Services
 from storage.models import LlmCall

@@ -210,14 +210,7 @@ class AgentView:
     async def handle(self, event: EventOut) -> None:
         if event.type == EventType.AGENT_STATUS_CHANGED:
             change = AgentStatusChanged.of(event)
-            self.agent = self.agent.model_copy(
-                update={
-                    "status": change.to,
-                    "status_reason": change.reason,
-                    "allowed_transitions": change.allowed_transitions,
-                    "lock_version": change.lock_version,
-                }
-            )
+            self.agent = self.agent.model_copy(update=change.agent_fields())
             self.apply(self.agent)
             self.config.lock_moved(self.agent.lock_version)
             await self.status.refresh_history()

@@ -24,7 +24,8 @@ from typing import Any
 
 from nicegui import APIRouter, run, ui
 
-from core.analytics import AgentRef, AnalyticsQuery, Dashboard
+from core.analytics_headlines import judge_headlines
+from core.analytics_schemas import AgentRef, AnalyticsQuery, Dashboard
 from core.errors import DomainError, NotFound
 from core.event_schema import AgentCreated, AgentDeleted, AgentUpdated
 from core.events import EventFilter, EventOut, EventType
@@ -33,19 +34,18 @@ from core.services import get_services
 from ui import live
 from ui.analytics_charts import (
     CHARTS,
-    STUCK_BUSY,
     ChartSpec,
     base_figure,
     count,
     duration,
     money,
     short,
-    stuck_score,
 )
 from ui.analytics_llm import LLM_CHARTS
+from ui.dark_mode import page_dark_mode
 from ui.format import full_time, when
 from ui.safe_props import with_props
-from ui.theme import frame, page_dark_mode
+from ui.theme import frame
 
 router = APIRouter()
 
@@ -375,55 +375,49 @@ class AnalyticsPage:
 
     def _headlines(self, data: Dashboard) -> None:
         summary, totals = data.summary, data.summary.totals
-        spender = summary.agents[0] if summary.agents and summary.agents[0].cost > 0 else None
-        if spender is not None:
-            share = spender.cost / totals["cost"] * 100 if totals["cost"] else 0
+        judged = judge_headlines(summary, data.failures, datetime.now(UTC))
+        spender = judged.top_spender
+        if spender is not None and spender.by == "cost":
             self.headline_cost.show(
                 spender.name,
-                f"{money(spender.cost)} · {share:.0f}% of {money(totals['cost'])} · {count(spender.tokens)} tokens",
+                f"{money(spender.cost)} · {spender.share * 100:.0f}% of {money(spender.total_cost)}"
+                f" · {count(spender.tokens)} tokens",
                 tone="warning",
             )
-        elif totals["tokens"] > 0:  # tokens but no cost (e.g. the free offline demo model)
-            heavy = max(summary.agents, key=lambda a: a.tokens)
+        elif spender is not None:  # tokens but no cost (e.g. the free offline demo model)
             self.headline_cost.show(
-                heavy.name, f"{count(heavy.tokens)} tokens, the most · no cost recorded in this range", tone="warning"
+                spender.name,
+                f"{count(spender.tokens)} tokens, the most · no cost recorded in this range",
+                tone="warning",
             )
         else:
             self.headline_cost.show("No spend", "No tokens were used in this range", tone="muted")
 
-        now = datetime.now(UTC)
-        in_error = sorted((a for a in summary.agents if a.status == "error"), key=lambda a: a.status_since or now)
-        busy_long = sorted(
-            (a for a in summary.agents if a.status == "busy" and a.status_since and now - a.status_since > STUCK_BUSY),
-            key=lambda a: a.status_since or now,
-        )
-        if in_error or busy_long:
-            first = (in_error or busy_long)[0]
-            since = duration((now - first.status_since).total_seconds()) if first.status_since else "a while"
+        if judged.stuck:
+            first = judged.stuck[0]
+            since = duration(first.seconds) if first.seconds is not None else "a while"
             detail = f"{first.status} for {since}"
-            if first.status_reason:
-                detail += f" — {short(first.status_reason, 60)}"
-            more = len(in_error) + len(busy_long) - 1
+            if first.reason:
+                detail += f" — {short(first.reason, 60)}"
+            more = len(judged.stuck) - 1
             if more:
                 detail += f" · {more} more stuck"
             self.headline_stuck.show(first.name, detail, tone="negative")
+        elif (worst := judged.longest_in_busy_or_error) is not None:
+            self.headline_stuck.show(
+                "Nobody stuck now",
+                f"Longest in busy/error: {worst.name}, {duration(worst.seconds)} in this range",
+                tone="positive",
+            )
         else:
-            worst = max(summary.agents, key=stuck_score, default=None)
-            if worst is not None and stuck_score(worst) > 0:
-                self.headline_stuck.show(
-                    "Nobody stuck now",
-                    f"Longest in busy/error: {worst.name}, {duration(stuck_score(worst))} in this range",
-                    tone="positive",
-                )
-            else:
-                self.headline_stuck.show("Nobody stuck", "No agent is in error or busy for long", tone="positive")
+            self.headline_stuck.show("Nobody stuck", "No agent is in error or busy for long", tone="positive")
 
-        errors = int(totals["errors"])
-        if errors and data.failures:
-            last = data.failures[0]
+        failures = judged.failures
+        if failures.count and failures.latest is not None:
+            last = failures.latest
             what = "run failed" if last.kind == "run_failed" else "went into error"
             self.headline_failures.show(
-                f"{errors} failure{'s' if errors != 1 else ''}",
+                f"{failures.count} failure{'s' if failures.count != 1 else ''}",
                 f"Last {when(last.at)} UTC: {short(last.subject, 32)} {what}",
                 tone="negative",
             )

@@ -15,12 +15,12 @@ from functools import cache
 from html import escape
 from typing import Any
 
-from core.analytics import AgentFigures, Dashboard, RunFigures
+from core.analytics_headlines import stuck_score
+from core.analytics_schemas import AgentFigures, Dashboard, RunFigures
 from core.status import AgentStatus
 
 TOP_AGENTS = 12  # agents drawn by name in a chart; the rest are summed as "others"
 RUNS_DRAWN = 40
-STUCK_BUSY = timedelta(minutes=10)  # busy for longer than this looks stuck
 STATUS_HEX = {
     "idle": "#94a3b8",
     "initializing": "#60a5fa",
@@ -262,10 +262,6 @@ def busiest_figure(data: Dashboard, dark: bool) -> dict[str, Any]:
     ]
     figure["layout"]["showlegend"] = False
     return figure
-
-
-def stuck_score(agent: AgentFigures) -> float:
-    return agent.seconds_in_status.get("error", 0) + agent.seconds_in_status.get("busy", 0)
 
 
 def status_figure(data: Dashboard, dark: bool) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from core.analytics import Dashboard
+from core.analytics_schemas import Dashboard
 from ui.analytics_charts import ChartSpec, base_figure, csv_bytes, empty, time_axis
 
 PALETTE = ("#6366f1", "#0ea5e9", "#10b981", "#f59e0b", "#ec4899", "#8b5cf6", "#14b8a6", "#ef4444")

@@ -23,13 +23,14 @@ from core.errors import DomainError, NotFound
 from core.event_schema import AgentStatusChanged
 from core.events import EventFilter, EventOut, EventType
 from core.pagination import encode_cursor
-from core.registry import BUILTIN_ROLE_KINDS
 from core.schemas import AgentPublic, DefinitionPublic, ProjectPublic, WorkspacePublic
 from core.services import get_services
 from core.status import AgentStatus
 from core.templates import TemplatePublic
 from ui import live
+from ui.new_agent import NewAgentDialog
 from ui.safe_props import with_props
+from ui.state import ACTOR
 from ui.teams import team_offer
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, STATUS_COLORS
@@ -38,7 +39,6 @@ router = APIRouter()
 
 # Enough to fill a large screen (three columns); the rest comes with "Load more".
 PAGE_SIZE = 24
-ACTOR = "user"
 RUNNING = {AgentStatus.ACTIVE.value, AgentStatus.BUSY.value}
 ALL = ""  # the "any" choice of a filter select
 CARD = (
@@ -67,13 +67,6 @@ class Filters:
             and (not self.project_id or str(agent.project_id) == self.project_id)
             and (not self.name or self.name.casefold() in agent.name.casefold())
         )
-
-
-def catalog_order(definition: DefinitionPublic) -> tuple[bool, int, str]:
-    """Built-ins first, in the order of MetaGPT's software company (PM → ... → QA), then plugins."""
-    kinds = BUILTIN_ROLE_KINDS
-    position = kinds.index(definition.role_kind) if definition.role_kind in kinds else len(kinds)
-    return (definition.source != "builtin", position, definition.name)
 
 
 class AgentCard:
@@ -198,9 +191,9 @@ class Board:
         self.loading = True
         self.pending: list[EventOut] = []
         self.generation = 0
-        from ui.new_agent import NewAgentDialog  # it needs this module's constants
-
-        self.create_dialog = NewAgentDialog(self)
+        self.create_dialog = NewAgentDialog(
+            workspace, self.definitions, self.projects, on_created=lambda agent: self.apply(agent, mine=True)
+        )
         self._build()
 
     # -- layout ----------------------------------------------------------------------------
@@ -397,14 +390,7 @@ class Board:
             card = self.cards.get(event.agent_id)
             change = AgentStatusChanged.of(event)
             if card is not None:
-                changes = {
-                    "status": change.to,
-                    "status_reason": change.reason,
-                    "allowed_transitions": change.allowed_transitions,
-                    "lock_version": change.lock_version,
-                    "updated_at": event.ts,
-                }
-                self.apply(card.agent.model_copy(update=changes))
+                self.apply(card.agent.model_copy(update={**change.agent_fields(), "updated_at": event.ts}))
             elif self.filters.status and change.to == self.filters.status:
                 with contextlib.suppress(NotFound):  # it has just entered the status filter: show it
                     self.apply(await run.io_bound(get_services().agents.get, event.agent_id, self.workspace.id))

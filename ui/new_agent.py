@@ -9,29 +9,35 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from nicegui import run, ui
 from pydantic import ValidationError
 
 from core.errors import Conflict, DomainError, InvalidInput
-from core.schemas import AgentCreate
+from core.schemas import AgentCreate, AgentPublic, DefinitionPublic, ProjectPublic, WorkspacePublic
 from core.services import get_services
-from ui.board import ACTOR, ALL, MUTED, catalog_order
 from ui.components import validation_messages
-from ui.widgets import json_editor
+from ui.state import ACTOR
+from ui.widgets import catalog_order, json_editor
 
-if TYPE_CHECKING:
-    from ui.board import Board
+NO_PROJECT = ""  # the project select's "none" choice
+MUTED = "text-slate-500 dark:text-slate-400"
 
 
 class NewAgentDialog:
     """Definition (with its description), name, optional project and a JSON config editor
     prefilled with the definition's default_config. Core validates; its errors stay inline."""
 
-    def __init__(self, board: Board) -> None:
-        self.board = board
-        definitions = sorted(board.definitions.values(), key=catalog_order)
+    def __init__(
+        self,
+        workspace: WorkspacePublic,
+        definitions_by_slug: dict[str, DefinitionPublic],
+        projects: dict[str, ProjectPublic],
+        on_created: Callable[[AgentPublic], None],
+    ) -> None:
+        self.workspace, self.definitions, self.on_created = workspace, definitions_by_slug, on_created
+        definitions = sorted(definitions_by_slug.values(), key=catalog_order)
         self.prefill = ""
         with ui.dialog() as self.dialog, ui.card().classes("w-[40rem] max-w-full gap-3 p-6 rounded-xl"):
             ui.label("New agent").classes("text-lg font-semibold")
@@ -54,14 +60,14 @@ class NewAgentDialog:
                     .classes("grow")
                     .mark("new-agent-name")
                 )
-                projects = {ALL: "No project", **{pid: p.name for pid, p in board.projects.items()}}
+                choices = {NO_PROJECT: "No project", **{pid: p.name for pid, p in projects.items()}}
                 self.project = (
-                    ui.select(projects, value=ALL, label="Project")
+                    ui.select(choices, value=NO_PROJECT, label="Project")
                     .props("outlined dense options-dense")
                     .classes("w-48 max-sm:w-full")
                     .mark("new-agent-project")
                 )
-                self.project.set_visibility(bool(board.projects))
+                self.project.set_visibility(bool(projects))
             ui.label("Config (JSON)").classes("text-sm font-medium -mb-2")
             self.config = json_editor().classes("h-48 overflow-hidden").mark("new-agent-config")
             self.config_error = (
@@ -83,7 +89,7 @@ class NewAgentDialog:
         self.dialog.open()
 
     def _definition_chosen(self, slug: str | None) -> None:
-        definition = self.board.definitions.get(slug or "")
+        definition = self.definitions.get(slug or "")
         self.description.set_text(definition.description if definition else "")
         default = json.dumps(definition.default_config if definition else {}, indent=2)
         # Swap in the new default unless the person has edited the previous one.
@@ -105,7 +111,7 @@ class NewAgentDialog:
             return
         try:
             data = AgentCreate(
-                workspace_id=self.board.workspace.id,
+                workspace_id=self.workspace.id,
                 definition=self.definition.value or "",
                 name=self.name.value or "",
                 config=config,
@@ -118,7 +124,7 @@ class NewAgentDialog:
             return
         self.submit.props("loading")
         try:
-            agent = await run.io_bound(get_services().agents.create, data, actor=ACTOR, scope=self.board.workspace.id)
+            agent = await run.io_bound(get_services().agents.create, data, actor=ACTOR, scope=self.workspace.id)
         except Conflict as exc:
             self.name.error = str(exc)
             return
@@ -132,7 +138,7 @@ class NewAgentDialog:
             self.submit.props(remove="loading")
         self.dialog.close()
         ui.notify(f"Agent {agent.name} created", type="positive")
-        self.board.apply(agent, mine=True)
+        self.on_created(agent)
 
     def _show_error(self, exc: InvalidInput) -> None:
         errors = exc.details.get("errors")

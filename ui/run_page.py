@@ -32,6 +32,7 @@ from core.events import EventFilter, EventOut, EventType
 from core.llm_profiles import LlmProfilePublic
 from core.messages import MessagePublic
 from core.runs import FINISHED, RunMemberPublic, RunPublic
+from core.runtime.files import MAX_FILE_BYTES  # what Runtime.read_run_file returns at most
 from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
 from core.status import RunStatus
@@ -40,7 +41,6 @@ from ui.format import esc, full_time, markup, when
 from ui.inputs import InputPanel
 from ui.llm_calls import RunTimeline
 from ui.runs import (
-    ACTOR,
     CARD,
     DEMO_TAG,
     MUTED,
@@ -53,7 +53,7 @@ from ui.runs import (
     profile_label,
 )
 from ui.safe_props import with_props
-from ui.state import current_workspace
+from ui.state import ACTOR, current_workspace
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, RUN_STATUS_COLORS, run_status_badge, safe_markdown, status_badge
 from ui.widgets import update_status_badge as update_agent_badge
@@ -69,7 +69,6 @@ MAX_STREAM_CHARS = 4000
 # Longer message bodies fold into an expansion, built when first opened.
 LONG_CHARS = 700
 LONG_LINES = 14
-MAX_FILE_BYTES = 256 * 1024  # what Runtime.read_run_file returns at most
 LANGUAGES = {
     ".py": "python",
     ".json": "json",

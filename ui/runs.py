@@ -35,13 +35,13 @@ from ui import live
 from ui.components import validation_messages
 from ui.format import esc, full_time, markup, when
 from ui.safe_props import with_props
+from ui.state import ACTOR
 from ui.teams import prefill, team_offer
 from ui.theme import frame
 from ui.widgets import demo_model_chip, run_status_badge
 
 router = APIRouter()
 
-ACTOR = "user"
 RUNS_PAGE = 20
 MAX_PICKER_AGENTS = 500
 

@@ -92,7 +92,6 @@ def field_errors(exc: DomainError) -> tuple[str, str]:
 class LlmProfiles:
     def __init__(self, workspace: WorkspacePublic) -> None:
         self.workspace = workspace
-        self.can_test = hasattr(get_services().runtime, "test_llm_profile")
         with ui.card().classes(SECTION).mark("llm-profiles"):
             with section_header(
                 "LLM profiles",
@@ -152,13 +151,10 @@ class LlmProfiles:
                 result = ui.label().classes("text-xs").mark(f"test-result-{pid}")
                 result.set_visibility(False)
             with ui.row().classes("gap-1 no-wrap shrink-0"):
-                if self.can_test:
-                    test = (
-                        ui.button("Test connection", icon="network_check")
-                        .props("flat dense no-caps")
-                        .mark(f"test-{pid}")
-                    )
-                    test.on_click(lambda: self._test(pid, test, result))
+                test = (
+                    ui.button("Test connection", icon="network_check").props("flat dense no-caps").mark(f"test-{pid}")
+                )
+                test.on_click(lambda: self._test(pid, test, result))
                 ui.button(icon="edit", on_click=lambda: self.edit(profile)).props('flat round dense title="Edit"').mark(
                     f"edit-{pid}"
                 )

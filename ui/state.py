@@ -18,6 +18,8 @@ from core.errors import Conflict, NotFound
 from core.schemas import WorkspaceCreate, WorkspacePublic
 from core.services import get_services
 
+ACTOR = "user"  # who the dashboard's changes are recorded as (docs/conventions.md: actor strings)
+
 WORKSPACE_KEY = "workspace_id"
 DEFAULT_SLUG = "default"
 

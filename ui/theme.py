@@ -17,6 +17,7 @@ from core.schemas import WorkspacePublic
 from core.services import get_services
 from core.version import VERSION
 from ui.components import new_workspace_dialog, workspace_switcher
+from ui.inputs import pending_inputs_button
 from ui.state import current_workspace
 
 DARK_MODE_KEY = "dark_mode"
@@ -100,9 +101,6 @@ def frame(title: str) -> Iterator[WorkspacePublic]:
         ui.button(icon="add", on_click=create_dialog.open).props("flat round dense").tooltip("New workspace").mark(
             "new-workspace"
         )
-        # Imported here: ui.inputs renders with ui.widgets, which reads the frame's dark mode.
-        from ui.inputs import pending_inputs_button
-
         pending_inputs_button(workspace.id)
         _dark_mode_button(dark)
         if get_services().settings.password:
@@ -147,14 +145,6 @@ def _nav_links(path: str) -> None:
 def _is_active(item: NavItem, path: str) -> bool:
     sections = (item.path, *item.also) if item.path != "/" else item.also
     return path == item.path or any(path.startswith(section + "/") for section in sections)
-
-
-def page_dark_mode() -> ui.dark_mode | None:
-    """The frame's dark-mode element of this page, for parts that redraw themselves when it flips."""
-    for element in context.client.elements.values():
-        if isinstance(element, ui.dark_mode):
-            return element
-    return None
 
 
 def _dark_mode_button(dark: ui.dark_mode) -> ui.button:

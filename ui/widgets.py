@@ -8,10 +8,12 @@ import nh3
 from markdown_it import MarkdownIt
 from nicegui import ui
 
+from core.registry import BUILTIN_ROLE_KINDS
 from core.runtime_labels import DEMO_MODEL_LABEL
+from core.schemas import DefinitionPublic
 from core.status import RunStatus
+from ui.dark_mode import page_dark_mode
 from ui.safe_props import with_props
-from ui.theme import page_dark_mode
 
 # One Material icon per MetaGPT role kind (agent cards, run members).
 ROLE_ICONS = {
@@ -22,6 +24,14 @@ ROLE_ICONS = {
     "QaEngineer": "bug_report",
     "assistant": "chat",
 }
+
+
+def catalog_order(definition: DefinitionPublic) -> tuple[bool, int, str]:
+    """Built-ins first, in the order of MetaGPT's software company (PM → ... → QA), then plugins."""
+    kinds = BUILTIN_ROLE_KINDS
+    position = kinds.index(definition.role_kind) if definition.role_kind in kinds else len(kinds)
+    return (definition.source != "builtin", position, definition.name)
+
 
 STATUS_COLORS: dict[str, str] = {
     "idle": "grey-6",
