@@ -44,13 +44,13 @@ from ui.analytics_charts import (
 from ui.analytics_llm import LLM_CHARTS
 from ui.dark_mode import page_dark_mode
 from ui.format import full_time, when
+from ui.palette import MUTED
 from ui.safe_props import with_props
 from ui.theme import frame
 
 router = APIRouter()
 
 CARD = "w-full p-4 gap-2 rounded-xl shadow-sm border border-slate-200 dark:border-slate-700"
-MUTED = "text-slate-500 dark:text-slate-400"
 
 THROTTLE_SECONDS = 3.0  # live updates: reload at most this often, however many events arrive
 ROLLING_REFRESH_SECONDS = 60.0  # a rolling range ("last 24 h") moves on even without events

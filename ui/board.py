@@ -29,6 +29,7 @@ from core.status import AgentStatus
 from core.templates import TemplatePublic
 from ui import live
 from ui.new_agent import NewAgentDialog
+from ui.palette import MUTED
 from ui.safe_props import with_props
 from ui.state import ACTOR
 from ui.teams import team_offer
@@ -46,7 +47,6 @@ CARD = (
     "hover:shadow-md transition-shadow"
 )
 ICON = "text-xl p-2 rounded-lg bg-indigo-50 text-indigo-600 dark:bg-indigo-500/15 dark:text-indigo-300"
-MUTED = "text-slate-500 dark:text-slate-400"
 # Quasar's own QBadge classes, so a badge inside an HTML block looks like `ui.badge`.
 BADGE = "q-badge flex inline items-center no-wrap q-badge--single-line text-white shrink-0"
 

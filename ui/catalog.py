@@ -20,7 +20,8 @@ from core.errors import DomainError
 from core.schemas import DefinitionPublic, WorkspacePublic
 from core.services import get_services
 from core.templates import TemplatePublic
-from ui.board import ICON, MUTED
+from ui.board import ICON
+from ui.palette import MUTED
 from ui.teams import SaveTemplateDialog, create_team
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, catalog_order

@@ -5,12 +5,11 @@ from __future__ import annotations
 from nicegui import APIRouter, ui
 
 from ui.inputs import InputPanel
+from ui.palette import MUTED
 from ui.state import current_workspace
 from ui.theme import frame
 
 router = APIRouter()
-
-MUTED = "text-slate-500 dark:text-slate-400"
 
 
 @router.page("/inputs")

@@ -27,11 +27,11 @@ from core.run_inputs import InputAnswer, RunInputPublic
 from core.services import get_services
 from ui import live
 from ui.format import when
+from ui.palette import MUTED
 from ui.state import ACTOR
 from ui.widgets import safe_markdown
 
 INPUT_EVENTS = frozenset({EventType.RUN_INPUT_REQUESTED, EventType.RUN_INPUT_ANSWERED})
-MUTED = "text-slate-500 dark:text-slate-400"
 # A fixed text: nothing of a request (written by an LLM or an API client) reaches JavaScript.
 NOTIFY_JS = (
     "if (window.Notification && Notification.permission === 'granted') "

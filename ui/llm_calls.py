@@ -26,11 +26,11 @@ from core.events import EventOut
 from core.llm_calls import LlmCallPublic, LlmCallSummary
 from core.services import get_services
 from ui.format import full_time, when
+from ui.palette import MUTED
 from ui.widgets import safe_markdown
 
 OUTCOME_COLORS = {"ok": "#16a34a", "error": "#dc2626", "cancelled": "#64748b", "running": "#f59e0b"}
 OUTCOME_BADGES = {"ok": "positive", "error": "negative", "cancelled": "blue-grey-6", "running": "warning"}
-MUTED = "text-slate-500 dark:text-slate-400"
 AGENT_PAGE = 25
 TIMELINE_MAX_CALLS = 2000
 RELOAD_SECONDS = 0.5

@@ -18,11 +18,11 @@ from core.errors import Conflict, DomainError, InvalidInput
 from core.schemas import AgentCreate, AgentPublic, DefinitionPublic, ProjectPublic, WorkspacePublic
 from core.services import get_services
 from ui.components import validation_messages
+from ui.palette import MUTED
 from ui.state import ACTOR
 from ui.widgets import catalog_order, json_editor
 
 NO_PROJECT = ""  # the project select's "none" choice
-MUTED = "text-slate-500 dark:text-slate-400"
 
 
 class NewAgentDialog:

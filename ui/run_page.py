@@ -40,10 +40,10 @@ from ui import live
 from ui.format import esc, full_time, markup, when
 from ui.inputs import InputPanel
 from ui.llm_calls import RunTimeline
+from ui.palette import MUTED
 from ui.runs import (
     CARD,
     DEMO_TAG,
-    MUTED,
     SECTION_TITLE,
     code_execution_notice,
     count,

@@ -34,6 +34,7 @@ from core.workspaces import code_execution_enabled
 from ui import live
 from ui.components import validation_messages
 from ui.format import esc, full_time, markup, when
+from ui.palette import MUTED
 from ui.safe_props import with_props
 from ui.state import ACTOR
 from ui.teams import prefill, team_offer
@@ -67,7 +68,6 @@ LIST_EVENTS = frozenset({EventType.RUN_CREATED, EventType.RUN_STARTED, EventType
 
 
 CARD = "w-full p-5 gap-4 rounded-xl shadow-sm"
-MUTED = "text-slate-500 dark:text-slate-400"
 SECTION_TITLE = "text-lg font-semibold"
 DEMO_TAG = (
     '<span class="text-xs rounded px-1.5 bg-amber-200 text-amber-900" '

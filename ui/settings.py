@@ -27,13 +27,13 @@ from core.services import get_services
 from core.tokens import TokenPublic
 from core.workspaces import CODE_EXECUTION, code_execution_enabled
 from ui.components import validation_messages
+from ui.palette import MUTED
 from ui.safe_props import with_props
 from ui.theme import frame
 from ui.widgets import demo_model_chip
 
 router = APIRouter()
 
-MUTED = "text-slate-500 dark:text-slate-400"
 SECTION = "w-full p-5 gap-4 rounded-xl shadow-sm"
 ROW = "w-full items-center gap-3 py-3 border-t border-slate-100 dark:border-slate-700 first:border-t-0"
 MONO_CHIP = "font-mono text-xs px-1.5 py-0.5 rounded bg-slate-100 dark:bg-slate-700"

@@ -21,9 +21,9 @@ from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
 from core.templates import TemplateFromAgents, TemplatePublic
 from ui.components import validation_messages
+from ui.palette import MUTED
 from ui.state import ACTOR
 
-MUTED = "text-slate-500 dark:text-slate-400"
 MAX_TEAM_PARAM = 12
 
 
