@@ -39,6 +39,7 @@ from api import (
     ws,
 )
 from api.errors import install_error_handlers
+from api.lane import install_api_lane
 from api.limits import BodySizeLimit, RateLimit, parse_rate_limit
 from core.config import Settings
 
@@ -113,9 +114,13 @@ class OriginCheck:
         return host is not None and host.lower() in self.allowed
 
 
+# The middlewares API requests go through (api/lane.py); they run for the dashboard too.
+API_GUARDS: tuple[type, ...] = (TrustedHostMiddleware, OriginCheck, metrics.HttpMetrics, BodySizeLimit, RateLimit)
+
+
 def install_api(app: FastAPI, settings: Settings) -> None:
-    """Routers, the JSON catch-all, error handlers and request guards. Raises ValueError for a
-    malformed `settings.rate_limit`."""
+    """Routers, the JSON catch-all, error handlers, request guards and the API's lane past the
+    dashboard's middlewares. Raises ValueError for a malformed `settings.rate_limit`."""
     rate_limit = parse_rate_limit(settings.rate_limit)
     install_error_handlers(app)
     for router in ROUTERS:
@@ -129,6 +134,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     # Outermost: every request is measured, refused ones (413, 429) included.
     app.add_middleware(metrics.HttpMetrics)
     install_host_checks(app, settings)
+    install_api_lane(app, API_GUARDS)
 
 
 async def api_not_found(request: Request) -> JSONResponse:
