@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -116,6 +118,8 @@ class OriginCheck:
 
 # The middlewares API requests go through (api/lane.py); they run for the dashboard too.
 API_GUARDS: tuple[type, ...] = (TrustedHostMiddleware, OriginCheck, metrics.HttpMetrics, BodySizeLimit, RateLimit)
+# API answers only: compressed when the client asks and the body is worth it (see api/lane.py).
+API_GZIP = Middleware(GZipMiddleware, minimum_size=1024, compresslevel=1)
 
 
 def install_api(app: FastAPI, settings: Settings) -> None:
@@ -134,7 +138,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     # Outermost: every request is measured, refused ones (413, 429) included.
     app.add_middleware(metrics.HttpMetrics)
     install_host_checks(app, settings)
-    install_api_lane(app, API_GUARDS)
+    install_api_lane(app, API_GUARDS, api=[API_GZIP])
 
 
 async def api_not_found(request: Request) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.lane import install_api_lane, is_api_lane
@@ -88,3 +89,20 @@ def test_a_dashboard_middleware_inside_a_guard_is_refused_not_reordered() -> Non
 )
 def test_which_paths_take_the_api_lane(path: str, api: bool) -> None:
     assert is_api_lane(path) is api
+
+
+def test_api_only_middlewares_run_for_the_api_lane_alone() -> None:
+    app = FastAPI()
+    Compress = marker("Compress")
+
+    @app.get("/api/things")
+    @app.get("/page")
+    def ran(request: Request) -> list[str]:
+        return request.state.ran
+
+    app.add_middleware(Guard)
+    install_api_lane(app, (Guard,), api=[Middleware(Compress)])
+    app.add_middleware(Dashboard)
+    with TestClient(app) as client:
+        assert client.get("/api/things").json() == ["Compress", "Guard"]
+        assert client.get("/page").json() == ["Dashboard", "Guard"]

@@ -97,6 +97,8 @@ def test_the_api_lane_keeps_host_and_origin_checks_and_leaves_out_the_dashboard_
         assert "set-cookie" not in client.get("/api/health").headers
         assert client.get("/api/agents").status_code == 401
         assert "session=" in client.get("/").headers.get("set-cookie", ""), "pages keep their session"
+        # The API's own gzip: big answers are compressed when the client asks.
+        assert client.get("/metrics", headers={"Accept-Encoding": "gzip"}).headers["content-encoding"] == "gzip"
 
 
 def test_an_empty_host_counts_as_non_loopback() -> None:
