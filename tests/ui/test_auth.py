@@ -9,6 +9,7 @@ import pytest
 from nicegui import ui
 from nicegui.testing import User
 
+from core.services import get_services
 from tests.waiting import eventually
 from ui.auth import safe_target
 
@@ -66,6 +67,8 @@ async def test_logout_ends_the_session(user: User) -> None:
 
 
 async def test_api_assets_and_login_need_no_dashboard_login(user: User) -> None:
+    # /api/health is 503 until the app's startup handlers have run (they run as tasks).
+    await eventually(lambda: get_services().ready, timeout=30)
     health = await user.http_client.get("/api/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
