@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,6 +41,7 @@ from api import (
     ws,
 )
 from api.errors import install_error_handlers
+from api.lane import install_api_lane
 from api.limits import BodySizeLimit, RateLimit, parse_rate_limit
 from core.config import Settings
 
@@ -113,9 +116,15 @@ class OriginCheck:
         return host is not None and host.lower() in self.allowed
 
 
+# The middlewares API requests go through (api/lane.py); they run for the dashboard too.
+API_GUARDS: tuple[type, ...] = (TrustedHostMiddleware, OriginCheck, metrics.HttpMetrics, BodySizeLimit, RateLimit)
+# API answers only: compressed when the client asks and the body is worth it (see api/lane.py).
+API_GZIP = Middleware(GZipMiddleware, minimum_size=1024, compresslevel=1)
+
+
 def install_api(app: FastAPI, settings: Settings) -> None:
-    """Routers, the JSON catch-all, error handlers and request guards. Raises ValueError for a
-    malformed `settings.rate_limit`."""
+    """Routers, the JSON catch-all, error handlers, request guards and the API's lane past the
+    dashboard's middlewares. Raises ValueError for a malformed `settings.rate_limit`."""
     rate_limit = parse_rate_limit(settings.rate_limit)
     install_error_handlers(app)
     for router in ROUTERS:
@@ -129,6 +138,7 @@ def install_api(app: FastAPI, settings: Settings) -> None:
     # Outermost: every request is measured, refused ones (413, 429) included.
     app.add_middleware(metrics.HttpMetrics)
     install_host_checks(app, settings)
+    install_api_lane(app, API_GUARDS, api=[API_GZIP])
 
 
 async def api_not_found(request: Request) -> JSONResponse:

@@ -19,10 +19,11 @@ class Health(BaseModel):
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "still starting"}})
-def health(response: Response) -> Health:
+async def health(response: Response) -> Health:
     """200 once the process is ready: durable execution launched and the work left unfinished by
     the last stop resumed or declined. 503 before that, so a load balancer or a script waiting
     for the server does not send work to a process that is still starting."""
+    # async: it reads a flag, so it needs no thread of the pool (probes poll it often).
     if not get_services().ready:
         response.status_code = 503
         return Health(status="starting", version=VERSION)

@@ -171,10 +171,11 @@ class TokenService:
             raise Unauthorized("invalid token")
         secret_hash = hash_secret(secret)
         with self.db.read() as session:
-            row = session.exec(select(ApiToken).where(ApiToken.token_hash == secret_hash)).first()
-            if row is None:
-                raise Unauthorized("invalid token")
-            token = TokenPublic.model_validate(row)
+            # A prepared Core statement, not the ORM: this read runs on every API request.
+            row = session.connection().execute(_BY_HASH, {"token_hash": secret_hash}).first()
+        if row is None:
+            raise Unauthorized("invalid token")
+        token = TokenPublic.model_validate(row._mapping)
         if token.revoked:
             raise Unauthorized("token has been revoked")
         now = self.clock()
@@ -194,3 +195,9 @@ class TokenService:
                 .where(col(ApiToken.id) == token_id, stale)
                 .values(last_used_at=now, updated_at=ApiToken.updated_at)
             )
+
+
+_TOKENS = ApiToken.__table__  # type: ignore[attr-defined]
+_BY_HASH = sa.select(*(_TOKENS.c[name] for name in TokenPublic.model_fields)).where(
+    _TOKENS.c.token_hash == sa.bindparam("token_hash")
+)

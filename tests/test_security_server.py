@@ -85,6 +85,22 @@ def test_a_foreign_origin_is_refused_on_socketio_and_api(server: Server) -> None
         assert client.get(handshake).status_code == 200
 
 
+def test_the_api_lane_keeps_host_and_origin_checks_and_leaves_out_the_dashboard_session(server: Server) -> None:
+    # API requests skip NiceGUI's middlewares (api/lane.py), never the guards.
+    with server.client(Host="evil.example") as client:
+        assert client.get("/metrics").status_code == 400
+        assert client.get("/ws/agents/stream").status_code == 400
+    with server.client(Origin="http://evil.example") as client:
+        assert client.get("/metrics").status_code == 403
+        assert client.post("/api/workspaces", json={}).status_code == 403
+    with server.client() as client:
+        assert "set-cookie" not in client.get("/api/health").headers
+        assert client.get("/api/agents").status_code == 401
+        assert "session=" in client.get("/").headers.get("set-cookie", ""), "pages keep their session"
+        # The API's own gzip: big answers are compressed when the client asks.
+        assert client.get("/metrics", headers={"Accept-Encoding": "gzip"}).headers["content-encoding"] == "gzip"
+
+
 def test_an_empty_host_counts_as_non_loopback() -> None:
     from main import StartupError, check_bind_address
 

@@ -32,8 +32,8 @@ from fastapi.responses import PlainTextResponse, RedirectResponse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from nicegui import APIRouter, Client, app, ui
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.services import get_services
 from ui.theme import apply_theme, brand
@@ -145,20 +145,29 @@ def _is_public(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in PUBLIC_PREFIXES)
 
 
-class AuthMiddleware(BaseHTTPMiddleware):
+class AuthMiddleware:
     """Redirects unauthenticated page requests to /login; installed only when a password is set.
 
-    Must be added before `ui.run` so that it runs inside NiceGUI's session middleware.
+    Pure ASGI (a `BaseHTTPMiddleware` runs the rest of every request in a new task). Must be added
+    before `ui.run` so that it runs inside NiceGUI's session middleware.
     """
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        path = request.url.path
-        if _is_public(path) or is_authenticated():
-            return await call_next(request)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _is_public(scope["path"]) or is_authenticated():
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        response: Response
         if request.method not in {"GET", "HEAD"}:
-            return PlainTextResponse("login required", status_code=401)
-        target = path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/login?redirect_to={quote(target, safe='')}", status_code=303)
+            response = PlainTextResponse("login required", status_code=401)
+        else:
+            path = request.url.path
+            target = path + (f"?{request.url.query}" if request.url.query else "")
+            response = RedirectResponse(f"/login?redirect_to={quote(target, safe='')}", status_code=303)
+        await response(scope, receive, send)
 
 
 @router.page("/login", title="Sign in · AgentDeck")

@@ -9,6 +9,7 @@ import pytest
 from nicegui import ui
 from nicegui.testing import User
 
+from core.services import get_services
 from tests.waiting import eventually
 from ui.auth import safe_target
 
@@ -66,9 +67,7 @@ async def test_logout_ends_the_session(user: User) -> None:
 
 
 async def test_api_assets_and_login_need_no_dashboard_login(user: User) -> None:
-    from core.services import get_services
-
-    # NiceGUI runs the app's startup as a task: health says "starting" (503) until it is done.
+    # /api/health is 503 until the app's startup handlers have run (they run as tasks).
     await eventually(lambda: get_services().ready, timeout=60)
     health = await user.http_client.get("/api/health")
     assert health.status_code == 200
