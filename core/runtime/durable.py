@@ -558,7 +558,7 @@ class DurableHost:
             raise
         except Exception as exc:  # DBOS's own signals (ownership lost, cancel) are BaseExceptions: not here
             # Anything else that escaped the steps: the run must not stay `running`.
-            from core.runtime.engine import describe_error
+            from core.runtime.outcomes import describe_error
 
             log.exception("run %s failed outside a round", run_id)
             self.services.runs.finish(run_id, RunStatus.FAILED, stop_reason="error", error=describe_error(exc))
@@ -581,7 +581,7 @@ class DurableHost:
             self.services.runtime.ensure_ready()
             self.services.runtime.llm_choice(run.workspace_id, run.llm_profile)
         except Exception as exc:
-            from core.runtime.engine import describe_error
+            from core.runtime.outcomes import describe_error
 
             error = describe_error(exc)
             log.warning("run %s cannot start: %s", run_id, error)
@@ -600,7 +600,7 @@ class DurableHost:
             self._release_members(run_id, "run ended")
             return ("cancelled" if run.status == RunStatus.CANCELLED else "failed", run.stop_reason)
         if self.stopping:
-            from core.runtime.engine import RunSuspended
+            from core.runtime.outcomes import RunSuspended
 
             raise RunSuspended
         session = self.sessions.get(run_id)
@@ -619,10 +619,14 @@ class DurableHost:
             self._release_members(run_id, "run ended")
 
     def _open_session(self, run: Any, round_no: int) -> TeamSession | None:
-        from core.runtime.engine import TeamSession, describe_error
+        from core.runtime.outcomes import describe_error
 
         runtime = self.services.runtime
         try:
+            # A resumed workflow replays its start step without running it: import here too.
+            runtime.ensure_ready()
+            from core.runtime.engine import TeamSession
+
             choice = runtime.llm_choice(run.workspace_id, run.llm_profile)  # the run's own, after a resume too
             session = TeamSession(
                 self.services, run.id, choice, runtime.files.run_dir(run.id), self.settings.sandbox_timeout
@@ -664,7 +668,7 @@ class DurableHost:
         cancelled (a BaseException, not recorded by DBOS): it is answered again at the next start."""
         import asyncio
 
-        from core.runtime.engine import describe_error
+        from core.runtime.outcomes import describe_error
 
         runtime = self.services.runtime
         if self.stopping:

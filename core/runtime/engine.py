@@ -41,7 +41,6 @@ from core.runtime.human import CURRENT_GATE, NO_ANSWER, NoAnswer, PersonGate, Pe
 from core.runtime.observe import (
     CURRENT_RECORDER,
     AgentBinding,
-    LlmCallFailed,
     RecordingCostManager,
     RecordingEnvironment,
     RunTrace,
@@ -49,6 +48,7 @@ from core.runtime.observe import (
     install_stream_hook,
     trace_run,
 )
+from core.runtime.outcomes import LlmCallFailed, RunSuspended, describe_error
 from core.runtime.roles import (
     HISTORY_MESSAGES,
     LlmChoice,
@@ -268,12 +268,6 @@ def _make_context(choice: LlmChoice, project_root: Path | None, budget: float) -
     return ctx
 
 
-def describe_error(error: BaseException) -> str:
-    inner = error.error if isinstance(error, LlmCallFailed) else error
-    text = f"{type(inner).__name__}: {inner}".strip()
-    return text[:2000]
-
-
 def chat_reply_id(message_id: uuid.UUID) -> uuid.UUID:
     """The id of the answer to a message: an answer replayed after a restart is stored once."""
     return uuid.uuid5(message_id, "reply")
@@ -352,12 +346,6 @@ async def execute_chat(services: Any, agent_id: uuid.UUID, message_id: uuid.UUID
     except asyncio.CancelledError:
         recorder.set_status(binding, AgentStatus.ACTIVE, "answer cancelled", only_from={AgentStatus.BUSY})
         raise
-
-
-class RunSuspended(BaseException):
-    """The process is stopping: the round in progress is abandoned without recording anything,
-    so the run's workflow stays pending and resumes at this round at the next start. A
-    BaseException: DBOS records a step's `Exception` as its outcome, never this."""
 
 
 RoundOutcome = tuple[str, str]  # ("continue" | "stop" | "failed" | "cancelled", reason)

@@ -3,6 +3,7 @@ connection test of a profile."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,9 @@ class LlmAccess:
                 from core.runtime.bootstrap import configure_metagpt
 
                 configure_metagpt(self.settings.data_dir)
+                # All of the runtime's MetaGPT imports, in this thread under this lock: MetaGPT's
+                # modules import each other, and two threads importing them at once deadlock.
+                importlib.import_module("core.runtime.engine")
                 self._ready.set()
 
     def choice(self, workspace_id: uuid.UUID, profile: str | None = None) -> LlmChoice:

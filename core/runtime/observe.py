@@ -39,6 +39,7 @@ from metagpt.schema import Message
 from metagpt.utils.cost_manager import CostManager
 
 from core import metrics, telemetry
+from core.runtime.outcomes import LlmCallFailed
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +96,6 @@ class LlmCallTrace:
 
 
 CURRENT_CALL: contextvars.ContextVar[LlmCallTrace | None] = contextvars.ContextVar("agentdeck_call", default=None)
-
-
-class LlmCallFailed(BaseException):
-    """An LLM request failed after the client's own retries; ends the chat or run."""
-
-    def __init__(self, agent: AgentBinding | None, error: BaseException) -> None:
-        super().__init__(f"{type(error).__name__}: {error}")
-        self.agent = agent
-        self.error = error
 
 
 def _stream_hook(text: str) -> None:
