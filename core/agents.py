@@ -74,7 +74,7 @@ def to_public(agent: AgentInstance, definition: AgentDefinition) -> AgentPublic:
 def validate_config(definition: AgentDefinition, config: dict[str, Any]) -> dict[str, Any]:
     """default_config overlaid with `config`, checked against the definition's schema."""
     if not isinstance(config, dict):
-        raise InvalidInput(f"config must be a JSON object, not {type(config).__name__}")
+        raise InvalidInput(f"config must be a JSON object, not {type(config).__name__}", field="config")
     merged: dict[str, Any] = {**definition.default_config, **config}
     # NaN, NUL or a non-JSON value would be stored by SQLite but refused by PostgreSQL (a 500).
     text = check_storable_json(merged, "config")
@@ -89,7 +89,9 @@ def validate_config(definition: AgentDefinition, config: dict[str, Any]) -> dict
                 for err in errors
             ]
             summary = "; ".join(f"{d['path']}: {d['message']}" for d in details)
-            raise InvalidInput(f"config does not match {definition.slug}'s schema: {summary}", errors=details)
+            raise InvalidInput(
+                f"config does not match {definition.slug}'s schema: {summary}", errors=details, field="config"
+            )
     return merged
 
 

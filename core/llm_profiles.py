@@ -166,11 +166,14 @@ class EndpointPolicy:
             if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
                 address = address.ipv4_mapped
             if address.is_link_local or address in _UNIQUE_LOCAL or address.is_multicast or address.is_unspecified:
-                raise InvalidInput(f"base_url {host!r} resolves to {address}, a link-local or metadata address")
+                raise InvalidInput(
+                    f"base_url {host!r} resolves to {address}, a link-local or metadata address", field="base_url"
+                )
             if (address.is_private or address.is_loopback) and not (self.loopback_bind or self.allow_private):
                 raise InvalidInput(
                     f"base_url {host!r} resolves to the private address {address}; set "
-                    "AGENTDECK_ALLOW_PRIVATE_LLM=1 to allow private endpoints on this server"
+                    "AGENTDECK_ALLOW_PRIVATE_LLM=1 to allow private endpoints on this server",
+                    field="base_url",
                 )
 
 
@@ -342,6 +345,7 @@ def _check_api_type(api_type: str) -> str:
         raise InvalidInput(
             f"unknown api_type {api_type[:64]!r}; expected one of: {', '.join(LLM_API_TYPES)}",
             allowed=list(LLM_API_TYPES),
+            field="api_type",
         )
     return api_type
 
@@ -354,12 +358,14 @@ def _check_base_url(url: str | None) -> str:
         parts = urlsplit(url)
         _ = parts.port  # raises on a malformed port
     except ValueError as exc:
-        raise InvalidInput(f"base_url {url[:200]!r} is not a valid URL") from exc
+        raise InvalidInput(f"base_url {url[:200]!r} is not a valid URL", field="base_url") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
-        raise InvalidInput(f"base_url must be an http:// or https:// URL with a host, not {url[:200]!r}")
+        raise InvalidInput(
+            f"base_url must be an http:// or https:// URL with a host, not {url[:200]!r}", field="base_url"
+        )
     if parts.username is not None or parts.password is not None:
         # The URL is shown to everyone; a credential belongs in api_key, which is encrypted.
-        raise InvalidInput("base_url must not contain credentials: put the key in api_key")
+        raise InvalidInput("base_url must not contain credentials: put the key in api_key", field="base_url")
     return url
 
 
@@ -367,7 +373,7 @@ def _check_api_key(key: SecretStr | None) -> str:
     """The key without surrounding whitespace (pasted keys often end in a newline); "" = none."""
     plain = key.get_secret_value().strip() if key is not None else ""
     if len(plain) > MAX_API_KEY_CHARS:
-        raise InvalidInput(f"api_key is longer than {MAX_API_KEY_CHARS} characters")
+        raise InvalidInput(f"api_key is longer than {MAX_API_KEY_CHARS} characters", field="api_key")
     return plain
 
 

@@ -32,7 +32,7 @@ def check_storable_json(value: Any, what: str) -> str:
         item, depth = pending.pop()
         if isinstance(item, dict | list | tuple):
             if depth >= MAX_JSON_DEPTH:
-                raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+                raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep", field=what)
             children = item.values() if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
             if isinstance(item, dict):
@@ -42,26 +42,26 @@ def check_storable_json(value: Any, what: str) -> str:
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
+        raise InvalidInput(f"{what} is not valid JSON: {exc}", field=what) from exc
     for item in checked:
         if isinstance(item, str):
             if "\x00" in item:
-                raise InvalidInput(f"{what} must not contain NUL characters")
+                raise InvalidInput(f"{what} must not contain NUL characters", field=what)
         elif isinstance(item, bool):
             continue
         elif isinstance(item, int):
             if not MIN_INT <= item <= MAX_INT:
-                raise InvalidInput(f"{what} holds an integer outside the 64-bit range")
+                raise InvalidInput(f"{what} holds an integer outside the 64-bit range", field=what)
         # PostgreSQL's jsonb keeps numbers as exact decimals and hands 1e300 back as a
         # 301-digit integer, which no JSON reply can then carry.
         elif isinstance(item, float) and not MIN_INT <= item <= MAX_INT:
-            raise InvalidInput(f"{what} holds a number outside the 64-bit range")
+            raise InvalidInput(f"{what} holds a number outside the 64-bit range", field=what)
     return text
 
 
 def check_text(value: str, what: str) -> str:
     if "\x00" in value:
-        raise InvalidInput(f"{what} must not contain NUL characters")
+        raise InvalidInput(f"{what} must not contain NUL characters", field=what)
     return value
 
 

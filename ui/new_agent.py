@@ -144,7 +144,7 @@ class NewAgentDialog:
         errors = exc.details.get("errors")
         if errors:  # schema violations, one per line
             self.config_error.set_text("\n".join(f"{e['path']}: {e['message']}" for e in errors))
-        elif str(exc).startswith("config"):
+        elif exc.details.get("field") == "config":
             self.config_error.set_text(str(exc))
         else:
             self.name.error = str(exc)

@@ -83,10 +83,8 @@ def field_errors(exc: DomainError) -> tuple[str, str]:
     text = str(exc)
     if isinstance(exc, Conflict):
         return "name", text
-    for name in ("api_type", "base_url", "api_key", "model"):
-        if name in text:
-            return name, text
-    return "name", text
+    field = exc.details.get("field")
+    return (field if field in ("api_type", "base_url", "api_key", "model") else "name"), text
 
 
 class LlmProfiles:

@@ -177,6 +177,21 @@ async def test_invalid_json_in_the_config_is_explained_and_creates_nothing(user:
     assert get_services().agents.list(ws.id).items == []
 
 
+async def test_a_config_that_is_not_an_object_is_explained_on_the_config_and_creates_nothing(user: User) -> None:
+    ws = workspace()
+    await user.open("/")
+    user.find(marker="new-agent").click()
+    user.find(marker="new-agent-name").type("Listy")
+    with user.client:  # type: ignore[union-attr]
+        only(user, "new-agent-config").value = "[1, 2]"  # type: ignore[attr-defined]
+    user.find(marker="new-agent-create").click()
+
+    error = only(user, "new-agent-config-error")
+    await eventually(lambda: "config must be a JSON object" in error.text)  # type: ignore[attr-defined]
+    assert only(user, "new-agent-name").error is None  # type: ignore[attr-defined]  # the field core named
+    assert get_services().agents.list(ws.id).items == []
+
+
 async def test_a_config_the_schema_refuses_is_explained_and_creates_nothing(user: User) -> None:
     ws = workspace()
     await user.open("/")
