@@ -75,6 +75,8 @@ CHAT_WORKFLOW = "agentdeck.chat_answer"
 ROUND_STEP = "agentdeck.round"
 CHAT_CONCURRENCY = 4
 SWEEP_SECONDS = 10.0
+# How often a run waiting for a slot of this process checks whether the process is stopping.
+SLOT_POLL_SECONDS = 1.0
 ORPHAN_AGE_SECONDS = 60
 LOCK_NAMESPACE = 0x41474454  # "AGDT": advisory locks of AgentDeck executor ids
 NOT_RESUMED = "not resumed at start (--no-resume)"
@@ -129,6 +131,14 @@ class DurableHost:
         self._lock = threading.Lock()
         self.launched = False
         self.stopping = False
+        # DBOS counts a worker's running workflows only once their thread runs, so two polls of
+        # the queue can admit more than AGENTDECK_MAX_RUNS (seen with runs taken over together
+        # from a dead process, and with runs queued together under load): a slot of our own,
+        # taken before anything of a run executes, keeps the limit exact. A run admitted beyond it
+        # waits here, counted by DBOS as running, and stays pending in DBOS if the process stops.
+        self._run_slots = threading.BoundedSemaphore(max(1, self.settings.max_runs))
+        # Those runs, in arrival order: still waiting, so first in line on the pages.
+        self._slot_waiters: list[uuid.UUID] = []
         self.run_queue: Queue | None = None
         self.chat_queue: Queue | None = None
         self._liveness: Any = None  # PostgreSQL: the connection holding our executor id's lock
@@ -497,16 +507,20 @@ class DurableHost:
         return self.queue_positions().get(run_id)
 
     def queue_positions(self) -> dict[uuid.UUID, int]:
-        """Every waiting run's place in the run queue (0: next), in one read of the queue."""
+        """Every waiting run's place (0: next), in one read of the queue: first the runs this
+        process admitted that wait for one of its slots, then the queue's. (Another process's
+        slot waiters are not seen from here: pages it serves place them.)"""
         if not self.launched:
             return {}
         waiting = DBOS.list_workflows(
             status=["ENQUEUED"], queue_name=RUN_QUEUE, sort_desc=False, load_input=False, load_output=False
         )
-        positions: dict[uuid.UUID, int] = {}
-        for i, w in enumerate(waiting):
+        with self._lock:
+            ahead = list(self._slot_waiters)
+        positions: dict[uuid.UUID, int] = {run_id: i for i, run_id in enumerate(ahead)}
+        for w in waiting:
             with contextlib.suppress(ValueError):  # a run's workflow id is its run id
-                positions[uuid.UUID(w.workflow_id)] = i
+                positions.setdefault(uuid.UUID(w.workflow_id), len(positions))
         return positions
 
     def active_sessions(self) -> list[uuid.UUID]:
@@ -538,6 +552,24 @@ class DurableHost:
 
     # -- the workflow bodies (in a DBOS executor thread) -----------------------------------
     def run_body(self, run_id: uuid.UUID, start_round: int = 1) -> str:
+        from core.runtime.outcomes import RunSuspended
+
+        if not self._run_slots.acquire(blocking=False):
+            with self._lock:
+                self._slot_waiters.append(run_id)
+            try:
+                while not self._run_slots.acquire(timeout=SLOT_POLL_SECONDS):
+                    if self.stopping:
+                        raise RunSuspended
+            finally:
+                with self._lock:
+                    self._slot_waiters.remove(run_id)
+        try:
+            return self._run_rounds(run_id, start_round)
+        finally:
+            self._run_slots.release()
+
+    def _run_rounds(self, run_id: uuid.UUID, start_round: int) -> str:
         try:
             n_rounds = _start_step(str(run_id))
             if n_rounds < 0:
