@@ -44,13 +44,18 @@ def llm_server() -> Iterator[LlmServer]:
         yield server
 
 
+def _fresh(server: LlmServer) -> LlmServer:
+    """A module's server as a new one: no faults, no requests, default answers at full speed."""
+    server.clear_faults()
+    server.clear_requests()
+    server.responder = default_responder
+    server.token_delay = 0.0
+    return server
+
+
 @pytest.fixture
 def server(llm_server: LlmServer) -> LlmServer:
-    llm_server.clear_faults()
-    llm_server.clear_requests()
-    llm_server.responder = default_responder
-    llm_server.token_delay = 0.0
-    return llm_server
+    return _fresh(llm_server)
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +67,7 @@ def second_llm_server() -> Iterator[LlmServer]:
 @pytest.fixture
 def second(second_llm_server: LlmServer) -> LlmServer:
     """A second loopback LLM, for a profile that is not the workspace's default."""
-    second_llm_server.clear_faults()
-    second_llm_server.clear_requests()
-    second_llm_server.responder = default_responder
-    second_llm_server.token_delay = 0.0
-    return second_llm_server
+    return _fresh(second_llm_server)
 
 
 def _build(settings: Settings, **update: object) -> Services:

@@ -59,22 +59,8 @@ def test_sigkill_mid_run_then_restart_completes_the_run_without_paying_finished_
         app = AppProcess(data_dir, database_url=database_url, env=env).start()
         local = _local(data_dir, database_url)
         try:
-            ws = local.workspaces.create(WorkspaceCreate(slug="durable"))
-            local.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
-            local.llm_profiles.create(
-                ws.id,
-                LlmProfileCreate(
-                    name="loopback", api_type="openai", model="gpt-4o-mini", base_url=llm.base_url, api_key="sk-test"
-                ),
-            )
-            team = []
-            for definition, name in [("product-manager", "Alice"), ("architect", "Bob"), ("project-manager", "Carol")]:
-                agent = local.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
-                local.agents.activate(agent.id)
-                team.append(str(agent.id))
-            secret = TokenService(local.db).create(ws.id, "durable")[1]
-            headers = {"Authorization": f"Bearer {secret}"}
-            body = {"workspace_id": str(ws.id), "agent_ids": team, "idea": "a CLI todo app", "n_rounds": 6}
+            ws_id, team, headers = _seed_team(local, llm)
+            body = {"workspace_id": str(ws_id), "agent_ids": team, "idea": "a CLI todo app", "n_rounds": 6}
 
             def start(client: httpx.Client) -> uuid.UUID:
                 response = client.post("/api/runs", json=body)

@@ -10,11 +10,23 @@ from nicegui.testing import User
 
 from core.runs import RunCreate
 from core.runtime.checkpoint_files import copy_checkpoint
-from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
-from core.services import get_services
+from core.schemas import AgentCreate, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
+from core.services import Services, get_services
 from core.status import RunStatus
 from tests.ui.test_runs import SLOW, elements, only, text, visible
 from tests.waiting import eventually
+
+
+def _pm_and_architect(services: Services, slug: str) -> tuple[WorkspacePublic, list[uuid.UUID]]:
+    """A workspace whose runs execute no code, with an active product manager and architect."""
+    ws = services.workspaces.create(WorkspaceCreate(slug=slug))
+    services.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
+    agents = []
+    for definition, name in [("product-manager", "Alice"), ("architect", "Bob")]:
+        agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
+        services.agents.activate(agent.id)
+        agents.append(agent.id)
+    return ws, agents
 
 
 async def test_the_run_page_says_where_a_run_resumed_after_a_restart(user: User) -> None:
@@ -32,13 +44,7 @@ async def test_the_run_page_says_where_a_run_resumed_after_a_restart(user: User)
 
 async def test_re_run_from_here_forks_the_run_after_that_round(user: User) -> None:
     services = get_services()
-    ws = services.workspaces.create(WorkspaceCreate(slug="fork"))
-    services.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
-    agents = []
-    for definition, name in [("product-manager", "Alice"), ("architect", "Bob")]:
-        agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
-        services.agents.activate(agent.id)
-        agents.append(agent.id)
+    ws, agents = _pm_and_architect(services, "fork")
     parent = await asyncio.to_thread(
         services.runtime.start_run, RunCreate(workspace_id=ws.id, agent_ids=agents, idea="a CLI todo app", n_rounds=4)
     )
@@ -66,13 +72,7 @@ async def test_re_run_from_here_forks_the_run_after_that_round(user: User) -> No
 
 async def test_resume_shows_only_on_an_interrupted_run_and_continues_it_from_its_checkpoint(user: User) -> None:
     services = get_services()
-    ws = services.workspaces.create(WorkspaceCreate(slug="resume"))
-    services.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": False}))
-    agents = []
-    for definition, name in [("product-manager", "Alice"), ("architect", "Bob")]:
-        agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
-        services.agents.activate(agent.id)
-        agents.append(agent.id)
+    ws, agents = _pm_and_architect(services, "resume")
     data = RunCreate(workspace_id=ws.id, agent_ids=agents, idea="a CLI todo app", n_rounds=4)
     completed = await asyncio.to_thread(services.runtime.start_run, data)
     assert await asyncio.to_thread(services.runtime.wait_for_run, completed.id, SLOW)
