@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -295,6 +296,61 @@ def test_a_fork_from_round_k_copies_rounds_up_to_k_and_calls_the_llm_only_after(
     prompts = [json.dumps(b["messages"][:1]) for b in server.chat_bodies]
     assert not any("Product Manager" in p or "Architect" in p for p in prompts), prompts
     assert done.attempts == 1 and done.resumed_at_round is None
+
+
+def test_a_fork_starts_from_its_parents_project_files_of_round_k_not_of_its_end(
+    rt: Services, server: LlmServer
+) -> None:
+    ws = _workspace(rt, server)
+    team = _team(rt, ws)
+    parent = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
+    assert rt.runtime.wait_for_run(parent.id, WAIT)
+    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
+    parent_files = set(rt.runtime.run_files(parent.id))
+    # Round 3 is the project manager's: WriteTasks (MetaGPT 0.8.2) writes the task document and
+    # requirements.txt and adds the task to the project's .dependencies.json.
+    round_three = {f for f in parent_files if "/docs/task/" in f or f.endswith("/requirements.txt")}
+    assert len(round_three) == 2, parent_files
+    dependencies = next(f for f in parent_files if f.endswith("/.dependencies.json"))
+    assert "docs/task/" in rt.runtime.read_run_file(parent.id, dependencies)
+
+    # The fork's first own round (3) fails at once: what it holds is what it started from.
+    server.fail(None, status=400, should_retry=False)
+    fork = rt.runtime.fork_run(parent.id, 2)
+    assert rt.runtime.wait_for_run(fork.id, WAIT)
+    assert rt.runs.get(fork.id).status == RunStatus.FAILED
+    assert set(rt.runtime.run_files(fork.id)) == parent_files - round_three
+    assert "docs/task/" not in rt.runtime.read_run_file(fork.id, dependencies)
+    design = next(f for f in parent_files if "/docs/system_design/" in f)
+    assert rt.runtime.read_run_file(fork.id, design) == rt.runtime.read_run_file(parent.id, design)
+
+
+def test_a_checkpoint_links_the_files_no_round_changed_and_copies_the_rest(tmp_path: Path) -> None:
+    from core.runtime.checkpoint_files import FILES, checkpoint_dir, restore_files, snapshot_files
+
+    live = tmp_path / "workspace"
+    (live / "docs").mkdir(parents=True)
+    (live / "docs" / "prd.md").write_text("v1")
+    (live / "main.py").write_text("print(1)")
+    (live / "outside").symlink_to("/etc/passwd")
+    snapshot_files(tmp_path, checkpoint_dir(tmp_path, 1), 1)
+    (live / "main.py").write_text("print(2)")
+    (live / "tests").mkdir()
+    (live / "tests" / "test_main.py").write_text("assert True")
+    snapshot_files(tmp_path, checkpoint_dir(tmp_path, 2), 2)
+
+    one, two = checkpoint_dir(tmp_path, 1) / FILES, checkpoint_dir(tmp_path, 2) / FILES
+    assert (one / "docs" / "prd.md").stat().st_ino == (two / "docs" / "prd.md").stat().st_ino
+    assert (one / "main.py").read_text() == "print(1)" and (two / "main.py").read_text() == "print(2)"
+    assert not (one / "tests").exists() and (two / "tests" / "test_main.py").is_file()
+    assert (two / "outside").is_symlink() and str((two / "outside").readlink()) == "/etc/passwd"
+
+    # Back to round 1: round 2's changes are gone, and writing the workspace leaves the snapshots be.
+    assert restore_files(tmp_path, 1)
+    assert (live / "main.py").read_text() == "print(1)" and not (live / "tests").exists()
+    (live / "docs" / "prd.md").write_text("rewritten")
+    assert (one / "docs" / "prd.md").read_text() == (two / "docs" / "prd.md").read_text() == "v1"
+    assert not restore_files(tmp_path, 3)
 
 
 def test_a_fork_needs_a_completed_round(rt: Services, server: LlmServer) -> None:

@@ -29,9 +29,24 @@ from metagpt.team import Team
 from metagpt.utils.cost_manager import CostManager
 from pydantic import TypeAdapter
 
-from core.runtime.checkpoint_files import EXTRA_FILE, checkpoint_dir, checkpoint_exists, copy_checkpoint
+from core.runtime.checkpoint_files import (
+    EXTRA_FILE,
+    checkpoint_dir,
+    checkpoint_exists,
+    copy_checkpoint,
+    restore_files,
+    snapshot_files,
+)
 
-__all__ = ["checkpoint_dir", "checkpoint_exists", "copy_checkpoint", "has_checkpoint", "restore", "save"]
+__all__ = [
+    "checkpoint_dir",
+    "checkpoint_exists",
+    "copy_checkpoint",
+    "has_checkpoint",
+    "restore",
+    "restore_files",
+    "save",
+]
 # Fields of the roles' own classes (Engineer.n_summarize, QaEngineer.test_round, ...) are restored
 # generically; the ones below are rebuilt by construction and must stay as built.
 _ROLE_FIELDS_KEPT = {
@@ -59,8 +74,8 @@ def has_checkpoint(run_dir: Path, round_no: int) -> bool:
 
 
 def save(team: Team, run_dir: Path, round_no: int) -> float:
-    """Write round `round_no`'s checkpoint atomically (a temp folder renamed into place);
-    returns the seconds it took."""
+    """Write round `round_no`'s checkpoint, project files included, atomically (a temp folder
+    renamed into place); returns the seconds it took."""
     started = time.perf_counter()
     final = checkpoint_dir(run_dir, round_no)
     tmp = final.with_name(final.name + ".tmp")
@@ -77,6 +92,7 @@ def save(team: Team, run_dir: Path, round_no: int) -> float:
         },
     }
     (tmp / EXTRA_FILE).write_text(json.dumps(extra, ensure_ascii=False))
+    snapshot_files(run_dir, tmp, round_no)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return time.perf_counter() - started

@@ -424,6 +424,10 @@ class TeamSession:
         self.recorder.workspace_id = run.workspace_id
         if self.trace is None:  # metrics and OpenTelemetry: run in progress, run/round spans
             self.trace = trace_run(self.recorder)
+        if from_round > 0:
+            # The project files as round k left them: not what an interrupted round half wrote,
+            # and for a fork its parent's files of round k (core/runtime/checkpoint_files.py).
+            await asyncio.to_thread(checkpoint.restore_files, self.run_dir, from_round)
         # Confines MetaGPT's file writes to the run folder (for every round: the session's tasks
         # share one context, see _drive) and decides how generated code runs (core/runtime/sandbox.py).
         mode, sandbox = await sandboxing.prepare(
