@@ -38,12 +38,11 @@ from ui.analytics_charts import (
     base_figure,
     count,
     duration,
-    money,
     short,
 )
 from ui.analytics_llm import LLM_CHARTS
 from ui.dark_mode import page_dark_mode
-from ui.format import full_time, when
+from ui.format import full_time, money, when
 from ui.palette import MUTED
 from ui.safe_props import with_props
 from ui.theme import frame

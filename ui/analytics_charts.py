@@ -18,6 +18,7 @@ from typing import Any
 from core.analytics_headlines import stuck_score
 from core.analytics_schemas import AgentFigures, Dashboard, RunFigures
 from core.status import AgentStatus
+from ui.format import money
 
 TOP_AGENTS = 12  # agents drawn by name in a chart; the rest are summed as "others"
 RUNS_DRAWN = 40
@@ -53,14 +54,6 @@ def template(dark: bool) -> dict[str, Any]:
 
 
 # -- formatting (plotly renders text as pseudo-HTML: names and ideas are escaped) -----------------------------------------------------------------------------------
-def money(value: float) -> str:
-    if value == 0:
-        return "$0"
-    if value < 0.01:
-        return f"${value:.4f}"
-    return f"${value:,.2f}"
-
-
 def count(value: float) -> str:
     value = float(value)
     if value >= 1_000_000:

@@ -16,6 +16,9 @@ from typing import Any
 import nh3
 from nicegui import ui
 
+from core.messages import MessagePublic
+from core.runtime_labels import DEMO_MODEL_LABEL
+
 _TAGS = {"div", "span", "b", "i", "pre", "code", "br"}
 _ATTRIBUTES = {"*": {"class", "title"}}
 
@@ -48,6 +51,44 @@ def when(moment: datetime, *, now: datetime | None = None) -> str:
 def full_time(moment: datetime) -> str:
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def money(value: float) -> str:
+    """`$0`, `$0.0042` below a cent (LLM calls cost fractions of one), `$1,234.50` above."""
+    if not value:
+        return "$0"
+    return f"${value:.4f}" if value < 0.01 else f"${value:,.2f}"
+
+
+DEMO_TAG = (
+    '<span class="text-xs rounded px-1.5 bg-amber-200 text-amber-900" '
+    'title="The offline demo model: canned, deterministic answers, no network, no cost.">'
+    f"{esc(DEMO_MODEL_LABEL)}</span>"
+)
+CAUSE_CHIP = (
+    "text-xs font-medium rounded px-1.5 py-0.5 bg-indigo-50 text-indigo-700 dark:bg-indigo-500/20 dark:text-indigo-200"
+)
+
+
+def message_header(m: MessagePublic, *, with_role: bool = False) -> str:
+    """A message's header, in a thread and on a run page: sender (and its role, where `with_role`
+    and it differs), the action that wrote it, time, tokens, cost and the demo-model label."""
+    parts = [f'<b class="text-sm">{esc(m.sender)}</b>']
+    if with_role and m.role != m.sender:
+        parts.append(f'<span class="text-xs text-slate-500">{esc(m.role)}</span>')
+    if m.cause_by:
+        parts.append(f'<span class="{CAUSE_CHIP}">{esc(m.cause_by)}</span>')
+    parts.append(
+        f'<span class="text-xs text-slate-400" title="{esc(full_time(m.created_at))}">{esc(when(m.created_at))}</span>'
+    )
+    if m.prompt_tokens or m.completion_tokens:
+        tokens = f"{m.prompt_tokens:,} + {m.completion_tokens:,} tokens"
+        parts.append(f'<span class="text-xs text-slate-400" title="prompt + completion">{esc(tokens)}</span>')
+    if m.cost:
+        parts.append(f'<span class="text-xs text-slate-400">{esc(money(m.cost))}</span>')
+    if m.metadata.get("demo_model") and m.role != "user":
+        parts.append(DEMO_TAG)
+    return f'<div class="flex flex-wrap items-center gap-x-2 gap-y-1">{"".join(parts)}</div>'
 
 
 def pretty_json(value: Any) -> str:

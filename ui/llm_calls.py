@@ -25,7 +25,7 @@ from core.event_schema import LlmCall
 from core.events import EventOut
 from core.llm_calls import LlmCallPublic, LlmCallSummary
 from core.services import get_services
-from ui.format import full_time, when
+from ui.format import full_time, money, when
 from ui.palette import MUTED
 from ui.widgets import safe_markdown
 
@@ -34,10 +34,6 @@ OUTCOME_BADGES = {"ok": "positive", "error": "negative", "cancelled": "blue-grey
 AGENT_PAGE = 25
 TIMELINE_MAX_CALLS = 2000
 RELOAD_SECONDS = 0.5
-
-
-def _money(value: float) -> str:
-    return "$0" if not value else (f"${value:.4f}" if value < 0.01 else f"${value:,.2f}")
 
 
 def _ms(value: float | None) -> str:
@@ -91,7 +87,7 @@ class LlmCallInspector:
                 ("Latency", _ms(call.latency_ms)),
                 ("First token", _ms(call.ttft_ms)),
                 ("Tokens", f"{call.prompt_tokens:,} in · {call.completion_tokens:,} out"),
-                ("Cost", _money(call.cost)),
+                ("Cost", money(call.cost)),
             ]
             for caption, value in facts:
                 with ui.column().classes("gap-0 min-w-0"):
@@ -398,7 +394,7 @@ class AgentLlmCalls:
             ui.label(call.model).classes(f"text-xs {MUTED}")
             ui.space()
             ui.label(_ms(call.latency_ms)).classes("text-sm")
-            ui.label(f"{call.prompt_tokens + call.completion_tokens:,} tok · {_money(call.cost)}").classes(
+            ui.label(f"{call.prompt_tokens + call.completion_tokens:,} tok · {money(call.cost)}").classes(
                 f"text-xs {MUTED}"
             )
             ui.label(when(call.started_at)).classes(f"text-xs {MUTED}").tooltip(full_time(call.started_at))

@@ -37,19 +37,17 @@ from core.schemas import AgentPublic, WorkspacePublic
 from core.services import get_services
 from core.status import RunStatus
 from ui import live
-from ui.format import esc, full_time, markup, when
+from ui.format import markup, message_header, money, when
 from ui.inputs import InputPanel
 from ui.llm_calls import RunTimeline
 from ui.palette import MUTED
 from ui.runs import (
     CARD,
-    DEMO_TAG,
     SECTION_TITLE,
     code_execution_notice,
     count,
     duration,
     llm_chip,
-    money,
     profile_label,
 )
 from ui.safe_props import with_props
@@ -86,9 +84,6 @@ LANGUAGES = {
 # Agent output can hold very long lines (JSON documents, code): wrap them inside the card.
 MESSAGE_BODY = "agentdeck-run-message w-full min-w-0 break-words overflow-x-auto"
 MESSAGE_CSS = ".agentdeck-run-message pre { white-space: pre-wrap; overflow-wrap: anywhere; }"
-CAUSE_CHIP = (
-    "text-xs font-medium rounded px-1.5 py-0.5 bg-indigo-50 text-indigo-700 dark:bg-indigo-500/20 dark:text-indigo-200"
-)
 
 
 def set_run_badge(badge: ui.badge, status: str) -> None:
@@ -143,23 +138,6 @@ def _json_summary(value: Any, size: int) -> str:
         more = f" and {len(docs) - 3} more" if len(docs) > 3 else ""
         return f"{'document' if len(docs) == 1 else 'documents'}: {', '.join(names)}{more}"
     return f"JSON · {size:,} characters"
-
-
-def message_header(m: MessagePublic) -> str:
-    parts = [f'<b class="text-sm">{esc(m.sender)}</b>']
-    if m.cause_by:
-        parts.append(f'<span class="{CAUSE_CHIP}">{esc(m.cause_by)}</span>')
-    parts.append(
-        f'<span class="text-xs text-slate-400" title="{esc(full_time(m.created_at))}">{esc(when(m.created_at))}</span>'
-    )
-    if m.prompt_tokens or m.completion_tokens:
-        tokens = f"{m.prompt_tokens:,} + {m.completion_tokens:,} tokens"
-        parts.append(f'<span class="text-xs text-slate-400" title="prompt + completion">{esc(tokens)}</span>')
-    if m.cost:
-        parts.append(f'<span class="text-xs text-slate-400">{esc(money(m.cost))}</span>')
-    if m.metadata.get("demo_model") and m.role != "user":
-        parts.append(DEMO_TAG)
-    return f'<div class="flex flex-wrap items-center gap-x-2 gap-y-1">{"".join(parts)}</div>'
 
 
 def render_message(m: MessagePublic, on_rerun: Callable[[int], Any] | None = None) -> ui.element:

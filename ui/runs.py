@@ -33,7 +33,7 @@ from core.templates import TemplatePublic
 from core.workspaces import code_execution_enabled
 from ui import live
 from ui.components import validation_messages
-from ui.format import esc, full_time, markup, when
+from ui.format import DEMO_TAG, esc, full_time, markup, money, when
 from ui.palette import MUTED
 from ui.safe_props import with_props
 from ui.state import ACTOR
@@ -69,20 +69,9 @@ LIST_EVENTS = frozenset({EventType.RUN_CREATED, EventType.RUN_STARTED, EventType
 
 CARD = "w-full p-5 gap-4 rounded-xl shadow-sm"
 SECTION_TITLE = "text-lg font-semibold"
-DEMO_TAG = (
-    '<span class="text-xs rounded px-1.5 bg-amber-200 text-amber-900" '
-    'title="The offline demo model: canned, deterministic answers, no network, no cost.">'
-    f"{esc(DEMO_MODEL_LABEL)}</span>"
-)
 
 
 # -- small helpers ---------------------------------------------------------------------------
-def money(value: float) -> str:
-    if value == 0:
-        return "$0"
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
-
-
 def count(value: int, noun: str) -> str:
     return f"{value:,} {noun}{'' if value == 1 else 's'}"
 

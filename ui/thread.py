@@ -32,10 +32,9 @@ from core.errors import DomainError
 from core.event_schema import AgentActivity, LlmToken
 from core.events import EventOut, EventType
 from core.messages import MessagePublic, thread_cursor
-from core.runtime_labels import DEMO_MODEL_LABEL
 from core.schemas import AgentPublic
 from core.services import get_services
-from ui.format import esc, full_time, markup, when
+from ui.format import markup, message_header
 from ui.safe_props import with_props
 from ui.widgets import safe_markdown
 
@@ -77,30 +76,6 @@ _BUBBLE = "max-w-[85%] rounded-2xl px-4 py-2 shadow-sm flex flex-col gap-1"
 _MINE = f"{_BUBBLE} self-end bg-indigo-50 dark:bg-indigo-500/20"
 _THEIRS = f"{_BUBBLE} self-start bg-[#fff] dark:bg-slate-800 border border-slate-200 dark:border-slate-700"
 _SYSTEM = f"{_BUBBLE} self-center bg-slate-100 dark:bg-slate-700/60 text-sm"
-
-
-def header_markup(m: MessagePublic) -> str:
-    """Sender, role, time, tokens/cost and the demo-model label, every value escaped."""
-    parts = [f'<b class="text-sm">{esc(m.sender)}</b>']
-    if m.role != m.sender:
-        parts.append(f'<span class="text-xs text-slate-500">{esc(m.role)}</span>')
-    if m.cause_by:
-        parts.append(f'<span class="text-xs text-slate-400">{esc(m.cause_by)}</span>')
-    parts.append(
-        f'<span class="text-xs text-slate-400" title="{esc(full_time(m.created_at))}">{esc(when(m.created_at))}</span>'
-    )
-    if m.prompt_tokens or m.completion_tokens:
-        tokens = f"{m.prompt_tokens}+{m.completion_tokens} tokens"
-        parts.append(f'<span class="text-xs text-slate-400" title="prompt + completion">{esc(tokens)}</span>')
-    if m.cost:
-        parts.append(f'<span class="text-xs text-slate-400">${m.cost:.4f}</span>')
-    if m.metadata.get("demo_model"):
-        parts.append(
-            '<span class="text-xs rounded px-1.5 bg-amber-200 text-amber-900" '
-            'title="The offline demo model: canned, deterministic answers, no network, no cost.">'
-            f"{esc(DEMO_MODEL_LABEL)}</span>"
-        )
-    return f'<div class="flex flex-wrap items-baseline gap-x-2">{"".join(parts)}</div>'
 
 
 # The message of a recent `agent_message` event, by message id: every tab showing the thread gets
@@ -277,7 +252,7 @@ class MessageThread:
     def _render(self, message: MessagePublic) -> ui.element:
         style = _MINE if message.role == "user" else _SYSTEM if message.role == "system" else _THEIRS
         with with_props(ui.element("div").classes(style), {"data-seq": message.seq}).mark("message") as element:
-            markup(header_markup(message))
+            markup(message_header(message, with_role=True))
             safe_markdown(message.content).classes("break-words min-w-0 text-[15px]").mark("message-content")
         return element
 

@@ -330,7 +330,7 @@ async def test_member_figures_and_totals_follow_the_run(user: User) -> None:
     services.messages.append(alice.id, "prd", sender="Alice", role="assistant", run_id=run.id, cause_by="WritePRD")
     # The message triggers a (throttled) re-read of the run's figures.
     await eventually(lambda: text(user, "run-tokens") == "1,500")
-    assert text(user, "run-cost") == "$0.2500"
+    assert text(user, "run-cost") == "$0.25"
     assert text(user, f"member-figures-{alice.id}").startswith("1,500 tokens (1,200 prompt + 300 completion)")
 
 
