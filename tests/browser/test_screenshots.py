@@ -7,7 +7,9 @@ offline demo model (started over the REST API with code execution off, polled un
 Each browser context switches to that workspace once with the header's switcher.
 
 The tests assert what each page must show before it is photographed, so a screenshot of an empty
-or broken page fails instead of landing in the docs.
+or broken page fails instead of landing in the docs. Each test stands alone: the data is complete
+before the first one (profiles and tokens included), so any order or any single test takes the
+same picture.
 """
 
 from __future__ import annotations
@@ -160,6 +162,18 @@ def showcase(app_services: Services, seed: Seed) -> Showcase:
 
     for name, (status, reason) in STATUSES.items():
         move_to(services, shop.agents[name], status, reason)
+    # Only now that the run is over: the workspace's first profile becomes its default, and the run
+    # had to use the demo model.
+    services.llm_profiles.create(
+        ws.id,
+        LlmProfileCreate(
+            name="local-ollama", api_type="ollama", model="llama3.1:8b", base_url="http://127.0.0.1:11434/api"
+        ),
+    )
+    services.llm_profiles.create(
+        ws.id, LlmProfileCreate(name="openai", api_type="openai", model="gpt-4o-mini", api_key="sk-test-0123456789")
+    )
+    shop.seed.token("ci-pipeline")
     return shop
 
 
@@ -217,7 +231,9 @@ def shoot(page: Page, name: str) -> Path:
     page.mouse.move(0, VIEWPORT["height"] - 1)  # no hover effect or tooltip in the picture
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), animations="disabled", caret="hide")
+    header = page.screenshot(path=str(path), animations="disabled", caret="hide")[:24]
+    width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    assert (width, height) == (VIEWPORT["width"], VIEWPORT["height"]), name
     return path
 
 
@@ -322,31 +338,9 @@ def test_analytics_dark(dark: Page, showcase: Showcase) -> None:
 
 
 def test_settings(light: Page, showcase: Showcase) -> None:
-    # After the dark ones: the first profile of a workspace becomes its default, and the run above had to use
-    # the demo model. The key is never shown in full.
-    services, ws = showcase.seed.services, showcase.seed.workspace
-    if not services.llm_profiles.list(ws.id):
-        services.llm_profiles.create(
-            ws.id,
-            LlmProfileCreate(
-                name="local-ollama", api_type="ollama", model="llama3.1:8b", base_url="http://127.0.0.1:11434/api"
-            ),
-        )
-        services.llm_profiles.create(
-            ws.id, LlmProfileCreate(name="openai", api_type="openai", model="gpt-4o-mini", api_key="sk-test-0123456789")
-        )
-        showcase.seed.token("ci-pipeline")
+    # The key is never shown in full.
     light.goto(showcase.url("/settings"))
     expect(light.get_by_text("local-ollama").first).to_be_visible()
     expect(light.get_by_text("ci-pipeline").first).to_be_visible()
     assert "sk-test-0123456789" not in light.content()
     shoot(light, "settings")
-
-
-def test_screenshots_are_1280x800() -> None:
-    shots = sorted(SHOTS.glob("*.png"))
-    assert shots
-    for shot in shots:
-        header = shot.read_bytes()[:24]
-        width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
-        assert (width, height) == (VIEWPORT["width"], VIEWPORT["height"]), shot.name
