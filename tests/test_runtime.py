@@ -20,6 +20,7 @@ from core.runs import RunCreate
 from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
 from core.services import Services, build_services
 from tests.llm_server import LlmServer, count_words, default_responder, prompt_tokens
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -146,10 +147,7 @@ def test_messages_sent_while_the_agent_answers_are_answered_next_in_order(rt: Se
 
     server.delay(1.5)  # the first answer takes a while: the next two messages arrive meanwhile
     first = rt.runtime.send_message(agent, "first question")
-    deadline = time.monotonic() + WAIT
-    while rt.agents.get(agent).status != "busy":
-        assert time.monotonic() < deadline, "the agent never started answering"
-        time.sleep(0.02)
+    wait_until(lambda: rt.agents.get(agent).status == "busy", WAIT, "the agent to start answering", interval=0.02)
     second = rt.runtime.send_message(agent, "second question")
     third = rt.runtime.send_message(agent, "third question")
     assert rt.runtime.chat_in_progress(agent)
@@ -318,10 +316,7 @@ def test_cancel_mid_round_takes_effect_within_a_second(rt: Services, server: Llm
     server.token_delay = 0.2  # a slow stream: the run is mid-request when cancelled
 
     run_id = _start(rt, ws, [pm])
-    deadline = time.monotonic() + WAIT
-    while not server.chat_requests and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.chat_requests, "the run never called the LLM"
+    wait_until(lambda: server.chat_requests, WAIT, "the run to call the LLM", interval=0.05)
 
     asked = time.monotonic()
     run = rt.runtime.cancel_run(run_id, actor="tester")

@@ -42,6 +42,7 @@ from core.schemas import AgentCreate, AgentPublic, WorkspaceCreate, WorkspacePub
 from core.services import Services, build_services
 from tests.app_process import AppProcess
 from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
+from tests.waiting import wait_until
 
 WAIT = 10.0  # seconds one expected frame may take
 RUN_WAIT = 180.0  # seconds a demo-model team run may take
@@ -520,13 +521,6 @@ def receive_until(socket: Any, done: Callable[[dict[str, Any]], bool], timeout: 
     return frames
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def local_setup(services: Services) -> tuple[WorkspacePublic, str, AgentPublic]:
     ws = services.workspaces.create(WorkspaceCreate(slug=f"ws-{uuid.uuid4().hex[:12]}"))
     agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="local"))
@@ -542,9 +536,9 @@ def test_every_way_a_connection_ends_unsubscribes_it(local: tuple[TestClient, Se
     with client.websocket_connect(f"/ws/agents/stream?token={secret}") as one:
         with client.websocket_connect(f"/ws/agents/{agent.id}?token={secret}"):
             assert bus.subscriber_count == before + 2
-        wait_for(lambda: bus.subscriber_count == before + 1)
+        wait_until(lambda: bus.subscriber_count == before + 1, WAIT)
         one.send_text('{"type":"pong"}')
-    wait_for(lambda: bus.subscriber_count == before)
+    wait_until(lambda: bus.subscriber_count == before, WAIT)
 
     # Refused handshakes never subscribe.
     with pytest.raises(WebSocketDenialResponse), client.websocket_connect(f"/ws/agents/{uuid.uuid4()}?token={secret}"):
@@ -561,7 +555,7 @@ def test_every_way_a_connection_ends_unsubscribes_it(local: tuple[TestClient, Se
             while time.monotonic() < deadline:  # read, never answer
                 silent.receive_json()
         assert closed.value.code == 4408
-    wait_for(lambda: bus.subscriber_count == before)
+    wait_until(lambda: bus.subscriber_count == before, WAIT)
 
 
 def test_a_client_that_falls_behind_is_told_to_resume_and_loses_no_stored_event(
