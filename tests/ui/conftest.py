@@ -23,6 +23,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "dashboard_password(value): start the app with this dashboard password")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.dashboard)
+
+
 @pytest.fixture
 async def user(caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest) -> AsyncIterator[User]:
     """NiceGUI's `user` fixture with its check for ERROR logs moved after the app has stopped.
