@@ -19,12 +19,15 @@ file); `FULL` would fsync every commit to close that window at several times the
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -39,8 +42,29 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+# 19 digits or more: possibly an integer beyond 64 bits, which orjson reads as a float (losing
+# digits) where the standard parser keeps it exact. Also matches long digit runs inside strings:
+# those rows just take the slower parser.
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+
+
+def load_json(text: str | bytes) -> Any:
+    """JSON columns are read with orjson, several times faster than the standard parser on a
+    thread page's metadata; what orjson would read differently or refuses (integers beyond 64
+    bits, lone surrogates) goes to the standard parser."""
+    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
+    if long_digits.search(text) is None:  # type: ignore[arg-type]
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`, with the per-dialect settings this app relies on."""
+    kwargs.setdefault("json_deserializer", load_json)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,

@@ -361,6 +361,21 @@ def test_metadata_must_be_a_small_json_object(services: Services, messages: Mess
     assert messages.append(agent.id, "hello", metadata=nested).metadata == nested
 
 
+def test_json_columns_read_back_what_the_fast_json_reader_refuses(services: Services, messages: MessageService) -> None:
+    # JSON columns are read with orjson (storage/db.py), which refuses integers beyond 64 bits;
+    # the service no longer stores them, but rows written before it checked can hold them.
+    ws = make_workspace(services, "json-read")
+    agent = make_agent(services, ws, "a")
+    message = messages.append(agent.id, "hello", metadata={"n": 1, "text": "é ✓"})
+    assert messages.list(agent.id).items[0].metadata == {"n": 1, "text": "é ✓"}
+    legacy = {"big": 10**30, "negative": -(2**70), "list": [1.5, True, None]}
+    table = AgentMessage.__table__  # type: ignore[attr-defined]
+    with services.db.write() as session:
+        session.connection().execute(sa.update(table).where(table.c.id == message.id).values(metadata=legacy))
+    assert messages.list(agent.id).items[0].metadata == legacy
+    assert b'"big":1000000000000000000000000000000' in messages.list_json(agent.id)
+
+
 def test_other_fields_are_checked_before_writing(services: Services, messages: MessageService) -> None:
     ws = make_workspace(services, "fields")
     agent = make_agent(services, ws, "a")
