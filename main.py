@@ -251,6 +251,9 @@ def serve(settings: Settings) -> None:
     check_bind_address(settings)
     check_native(settings)
     services = prepare(settings)
+    # The app carries its services: API routes and middlewares read them from the request's app,
+    # dashboard pages from `ui.state.app_services`, and hand them down to what they build.
+    app.state.services = services
     set_services(services)
     check_executor_id(services)
     if settings.demo:
