@@ -271,7 +271,7 @@ def serve(settings: Settings) -> None:
         app.include_router(page.router)
     app.include_router(auth.router)
     if settings.password:
-        auth.install()  # before ui.run, so it runs inside NiceGUI's session middleware
+        auth.install(settings)  # before ui.run, so it runs inside NiceGUI's session middleware
     keep_storage_in(settings.data_dir / "ui-storage")
     if settings.native and sys.platform == "linux":
         # Straight to Qt (the `native` extra): GTK's bindings can't be installed in a virtualenv, and
