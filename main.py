@@ -243,7 +243,6 @@ def serve(settings: Settings) -> None:
     from nicegui import app, ui
 
     from api.app import install_api
-    from core.services import set_services
     from ui import agent_page, analytics, auth, board, catalog, inbox, run_page, runs
     from ui import settings as settings_page
     from ui.state import keep_storage_in
@@ -254,7 +253,6 @@ def serve(settings: Settings) -> None:
     # The app carries its services: API routes and middlewares read them from the request's app,
     # dashboard pages from `ui.state.app_services`, and hand them down to what they build.
     app.state.services = services
-    set_services(services)
     check_executor_id(services)
     if settings.demo:
         from core.demo import seed_demo
