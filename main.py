@@ -243,7 +243,6 @@ def serve(settings: Settings) -> None:
     from nicegui import app, ui
 
     from api.app import install_api
-    from core.services import set_services
     from ui import agent_page, analytics, auth, board, catalog, inbox, run_page, runs
     from ui import settings as settings_page
     from ui.state import keep_storage_in
@@ -251,7 +250,9 @@ def serve(settings: Settings) -> None:
     check_bind_address(settings)
     check_native(settings)
     services = prepare(settings)
-    set_services(services)
+    # The app carries its services: API routes and middlewares read them from the request's app,
+    # dashboard pages from `ui.state.app_services`, and hand them down to what they build.
+    app.state.services = services
     check_executor_id(services)
     if settings.demo:
         from core.demo import seed_demo
@@ -268,7 +269,7 @@ def serve(settings: Settings) -> None:
         app.include_router(page.router)
     app.include_router(auth.router)
     if settings.password:
-        auth.install()  # before ui.run, so it runs inside NiceGUI's session middleware
+        auth.install(settings)  # before ui.run, so it runs inside NiceGUI's session middleware
     keep_storage_in(settings.data_dir / "ui-storage")
     if settings.native and sys.platform == "linux":
         # Straight to Qt (the `native` extra): GTK's bindings can't be installed in a virtualenv, and

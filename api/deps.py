@@ -20,9 +20,10 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from core.errors import NotFound, Unauthorized
-from core.services import Services, get_services
+from core.services import Services
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -31,9 +32,12 @@ bearer = HTTPBearer(
 )
 
 
-async def services() -> Services:
+async def services(connection: HTTPConnection) -> Services:
+    """The services of the app serving this request (main.py puts them in `app.state`), so an
+    app built with other services, a test's for one, serves those."""
     # async: no database work, so FastAPI calls it on the event loop instead of in a thread.
-    return get_services()
+    found: Services = connection.app.state.services
+    return found
 
 
 ServicesDep = Annotated[Services, Depends(services)]

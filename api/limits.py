@@ -21,6 +21,7 @@ import hashlib
 import math
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import limits
@@ -32,6 +33,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import is_api_path
+
+if TYPE_CHECKING:
+    from core.services import Services
 
 RATE_LIMITED_PREFIXES = ("/api/", "/ws/")
 RATE_LIMIT_EXEMPT = frozenset({"/api/health"})
@@ -167,7 +171,7 @@ def rate_keys(scope: Scope) -> tuple[str, str | None]:
     if not secret or len(secret) > 200:
         return address, None
     token_key = "token:" + hashlib.sha256(secret.encode()).hexdigest()
-    return (token_key if _validated(token_key[6:]) else address), token_key
+    return (token_key if _validated(scope, token_key[6:]) else address), token_key
 
 
 def rate_key(scope: Scope) -> str:
@@ -180,14 +184,12 @@ def client_address(scope: Scope) -> str:
     return client[0] if client else "unknown"
 
 
-def _validated(secret_hash: str) -> bool:
-    from core.services import get_services
-
-    try:
-        tokens = get_services().tokens
-    except RuntimeError:
-        return False
-    return tokens.cached(secret_hash) is not None
+def _validated(scope: Scope, secret_hash: str) -> bool:
+    # The token cache is that of the app serving the request (Starlette puts itself in the scope);
+    # a scope without one (an app not started by main.py) knows no validated token.
+    state = getattr(scope.get("app"), "state", None)
+    services: Services | None = getattr(state, "services", None)
+    return services is not None and services.tokens.cached(secret_hash) is not None
 
 
 def _content_length(scope: Scope) -> int | None:

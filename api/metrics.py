@@ -19,9 +19,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import ServicesDep
 from core import metrics
 from core.errors import DomainError
-from core.services import Services, get_services
+from core.services import Services
 
 router = APIRouter(tags=["metrics"])
 
@@ -56,8 +57,7 @@ def scrape_allowed(services: Services, authorization: str | None) -> bool:
 
 
 @router.get("/metrics", include_in_schema=False)
-def scrape(request: Request) -> Response:
-    services = get_services()
+def scrape(request: Request, services: ServicesDep) -> Response:
     if not scrape_allowed(services, request.headers.get("authorization")):
         return JSONResponse(
             {

@@ -1,6 +1,8 @@
 """The service container: one object that holds every domain service of a running AgentDeck.
 
-main.py builds it once; ui/ and api/ reach it through `get_services()`. Tests build their own.
+main.py builds it once and puts it in the app's state (`app.state.services`): API routes and
+middlewares read it from the request's app, dashboard pages from `ui.state.app_services()` and
+pass it to what they build. Core keeps no process-wide instance; tests build their own.
 """
 
 from __future__ import annotations
@@ -128,17 +130,3 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     services.runs.max_concurrent = settings.max_concurrent_runs
     services.tokens.cache_seconds = settings.token_cache_seconds
     return services
-
-
-_current: Services | None = None
-
-
-def set_services(services: Services | None) -> None:
-    global _current
-    _current = services
-
-
-def get_services() -> Services:
-    if _current is None:
-        raise RuntimeError("AgentDeck services are not built yet (main.py builds them at startup)")
-    return _current

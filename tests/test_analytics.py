@@ -34,7 +34,6 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-import api.deps as deps
 from api.analytics import router as analytics_router
 from api.errors import install_error_handlers
 from bench.bench_analytics import (
@@ -598,7 +597,7 @@ def client(services: Services) -> Iterator[TestClient]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(analytics_router)
-    app.dependency_overrides[deps.services] = lambda: services
+    app.state.services = services  # as main.py does: the API reads them from the app
     with TestClient(app) as c:
         yield c
 

@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-import api.deps as deps
 from api.analytics import router as analytics_router
 from api.errors import install_error_handlers
 from core.analytics_schemas import AnalyticsQuery
@@ -92,7 +91,7 @@ def client(services: Services) -> Iterator[TestClient]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(analytics_router)
-    app.dependency_overrides[deps.services] = lambda: services
+    app.state.services = services  # as main.py does: the API reads them from the app
     with TestClient(app) as c:
         yield c
 

@@ -122,21 +122,51 @@ async def test_health_says_starting_until_the_process_is_ready_to_execute(servic
     from fastapi import FastAPI
 
     from api import health
-    from core.services import set_services
 
     app = FastAPI()
     app.include_router(health.router)
-    set_services(services)
+    app.state.services = services
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
+        starting = await client.get("/api/health")
+        assert (starting.status_code, starting.json()["status"]) == (503, "starting")
+        await services.start()
+        try:
+            ready = await client.get("/api/health")
+            assert (ready.status_code, ready.json()["status"]) == (200, "ok")
+        finally:
+            await services.stop()
+        assert (await client.get("/api/health")).status_code == 503
+
+
+async def test_two_apps_in_one_process_each_serve_their_own_services(services: Services, tmp_path: Path) -> None:
+    """Nothing process-wide decides which services answer: an app serves the ones in its own
+    state (main.py puts them there), for its routes, token checks and guards alike."""
+    from fastapi import FastAPI
+
+    from api.app import install_api
+    from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
+
+    other_url = create_pg_database() if USE_POSTGRES else None
+    other = prepare(Settings(data_dir=tmp_path / "other", database_url=other_url))  # a database of its own
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as client:
-            starting = await client.get("/api/health")
-            assert (starting.status_code, starting.json()["status"]) == (503, "starting")
-            await services.start()
-            try:
-                ready = await client.get("/api/health")
-                assert (ready.status_code, ready.json()["status"]) == (200, "ok")
-            finally:
-                await services.stop()
-            assert (await client.get("/api/health")).status_code == 503
+        secrets = {}
+        apps = {}
+        for slug, container in (("first", services), ("second", other)):
+            workspace = container.workspaces.create(WorkspaceCreate(slug=slug))
+            secrets[slug] = container.tokens.create(workspace.id, "t")[1]
+            apps[slug] = app = FastAPI()
+            install_api(app, container.settings)
+            app.state.services = container
+        for slug, app in apps.items():
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1") as client:
+                for token_of, secret in secrets.items():
+                    response = await client.get("/api/workspaces", headers={"Authorization": f"Bearer {secret}"})
+                    if token_of == slug:
+                        assert response.status_code == 200, response.text
+                        assert [w["slug"] for w in response.json()] == [slug]
+                    else:
+                        assert response.status_code == 401, "a token of the other app's database"
     finally:
-        set_services(None)
+        other.db.dispose()
+        if other_url:
+            drop_pg_database(other_url)

@@ -32,7 +32,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 import api.ws
-from api import deps
 from api.errors import install_error_handlers
 from core.config import Settings
 from core.context import ContextUpdate
@@ -502,7 +501,7 @@ def local(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
     app = FastAPI(lifespan=asynccontextmanager(lifespan))
     install_error_handlers(app)
     app.include_router(api.ws.router)
-    app.dependency_overrides[deps.services] = lambda: services
+    app.state.services = services  # as main.py does: the API reads them from the app
     with TestClient(app) as client:
         yield client, services
 

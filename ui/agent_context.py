@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from core.context import ContextDiff, ContextPublic, ContextRollback, ContextUpdate, ContextVersionSummary
 from core.errors import DomainError, StaleVersion
 from core.pagination import encode_cursor
-from core.services import get_services
+from core.services import Services
 from ui.format import esc, full_time, json_error_text, markup, pretty_json, when
 from ui.safe_props import with_props
 from ui.widgets import json_editor
@@ -121,7 +121,8 @@ def operations_markup(operations: list[dict[str, Any]]) -> str:
 
 # -- the panel -------------------------------------------------------------------------------
 class ContextPanel:
-    def __init__(self, agent_id: uuid.UUID, scope: uuid.UUID) -> None:
+    def __init__(self, services: Services, agent_id: uuid.UUID, scope: uuid.UUID) -> None:
+        self.services = services
         self.agent_id = agent_id
         self.scope = scope
         self.current: ContextPublic | None = None
@@ -271,7 +272,7 @@ class ContextPanel:
 
     # -- loading ---------------------------------------------------------------------------
     async def load(self) -> None:
-        contexts = get_services().contexts
+        contexts = self.services.contexts
         self.current = await run.io_bound(contexts.get, self.agent_id, self.scope)
         self._show_current()
         self._reset_editor()
@@ -291,7 +292,7 @@ class ContextPanel:
         if self.versions_cursor is None:
             return
         page = await run.io_bound(
-            get_services().contexts.versions, self.agent_id, self.scope, VERSIONS_PAGE, self.versions_cursor
+            self.services.contexts.versions, self.agent_id, self.scope, VERSIONS_PAGE, self.versions_cursor
         )
         for summary in page.items:
             self._add_version_row(summary)
@@ -300,7 +301,7 @@ class ContextPanel:
 
     async def refresh(self) -> None:
         """A new version exists (live event or our own write): update views, keep unsaved edits."""
-        contexts = get_services().contexts
+        contexts = self.services.contexts
         self.current = await run.io_bound(contexts.get, self.agent_id, self.scope)
         self._show_current()
         newest = max(self.version_rows, default=0)
@@ -408,7 +409,7 @@ class ContextPanel:
             banner.set_visibility(False)
 
     async def reload_theirs(self) -> None:
-        self.current = await run.io_bound(get_services().contexts.get, self.agent_id, self.scope)
+        self.current = await run.io_bound(self.services.contexts.get, self.agent_id, self.scope)
         self._show_current()
         self._reset_editor()
 
@@ -432,7 +433,7 @@ class ContextPanel:
         except ValidationError as exc:
             return self._show_error("; ".join(e["msg"] for e in exc.errors()))
         try:
-            saved = await run.io_bound(get_services().contexts.update, self.agent_id, change, "user", self.scope)
+            saved = await run.io_bound(self.services.contexts.update, self.agent_id, change, "user", self.scope)
         except StaleVersion as exc:
             self.conflict_version = exc.current
             self.conflict_text.text = (
@@ -472,7 +473,7 @@ class ContextPanel:
 
     async def show_diff(self, old: int, new: int) -> None:
         try:
-            diff: ContextDiff = await run.io_bound(get_services().contexts.diff, self.agent_id, old, new, self.scope)
+            diff: ContextDiff = await run.io_bound(self.services.contexts.diff, self.agent_id, old, new, self.scope)
         except DomainError as exc:
             ui.notify(str(exc), type="warning")
             return
@@ -510,7 +511,7 @@ class ContextPanel:
             expected_version=self.current.version if self.current else None,
         )
         try:
-            saved = await run.io_bound(get_services().contexts.rollback, self.agent_id, request, "user", self.scope)
+            saved = await run.io_bound(self.services.contexts.rollback, self.agent_id, request, "user", self.scope)
         except StaleVersion as exc:
             self.rollback_error.text = f"The context changed meanwhile (now version {exc.current}); review and retry."
             self.rollback_error.set_visibility(True)

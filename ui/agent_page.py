@@ -20,14 +20,14 @@ from core.event_schema import AgentStatusChanged, AgentUpdated
 from core.events import EventFilter, EventOut, EventType
 from core.pagination import encode_cursor
 from core.schemas import AgentPublic, AgentUpdate, StatusChangePublic
-from core.services import get_services
+from core.services import Services
 from core.status import AgentStatus
 from ui import live
 from ui.agent_context import ContextPanel
 from ui.format import esc, full_time, json_error_text, markup, pretty_json, when
 from ui.inputs import InputPanel
 from ui.llm_calls import AgentLlmCalls
-from ui.state import current_workspace
+from ui.state import app_services, current_workspace
 from ui.theme import frame
 from ui.thread import MessageThread
 from ui.widgets import demo_model_chip, json_editor, status_badge, update_status_badge
@@ -57,34 +57,34 @@ TRANSITION_LABELS = {
 
 @router.page("/agents/{agent_id}")
 async def agent_page(agent_id: str, tab: str = "conversation") -> None:
-    workspace = current_workspace()
-    services = get_services()
+    services = app_services()
+    workspace = current_workspace(services)
     # Follow events from here on, so nothing that happens while the page reads is missed.
     since = services.bus.pumped_seq if services.bus.running else None
-    agent = await _find_agent(agent_id, workspace.id)
+    agent = await _find_agent(services, agent_id, workspace.id)
     if agent is None:
-        _not_found(agent_id)
+        _not_found(services, agent_id)
         return
-    with frame(agent.name):
-        page = AgentView(agent, workspace.id)
+    with frame(services, agent.name):
+        page = AgentView(services, agent, workspace.id)
         page.build(tab if tab in TABS else "conversation")
         await page.load()
-    live.subscribe(EventFilter(agent_id=agent.id), page.handle, since=since)
+    live.subscribe(services.bus, EventFilter(agent_id=agent.id), page.handle, since=since)
 
 
-async def _find_agent(agent_id: str, scope: uuid.UUID) -> AgentPublic | None:
+async def _find_agent(services: Services, agent_id: str, scope: uuid.UUID) -> AgentPublic | None:
     try:
         ident = uuid.UUID(agent_id)
     except ValueError:
         return None
     try:
-        return await run.io_bound(get_services().agents.get, ident, scope)
+        return await run.io_bound(services.agents.get, ident, scope)
     except NotFound:
         return None
 
 
-def _not_found(agent_id: str) -> None:
-    with frame("Agent not found"), ui.card().classes("w-full p-8 rounded-xl shadow-sm items-center gap-3"):
+def _not_found(services: Services, agent_id: str) -> None:
+    with frame(services, "Agent not found"), ui.card().classes("w-full p-8 rounded-xl shadow-sm items-center gap-3"):
         ui.icon("search_off").classes("text-5xl text-slate-400")
         ui.label("There is no such agent in this workspace.").classes("text-lg font-medium").mark("agent-not-found")
         ui.label(
@@ -107,15 +107,16 @@ def _fact(caption: str) -> Iterator[None]:
 class AgentView:
     """Everything on one client's agent page, and the live dispatch to its parts."""
 
-    def __init__(self, agent: AgentPublic, scope: uuid.UUID) -> None:
+    def __init__(self, services: Services, agent: AgentPublic, scope: uuid.UUID) -> None:
+        self.services = services
         self.agent = agent
         self.scope = scope
-        self.thread = MessageThread(agent, scope)
+        self.thread = MessageThread(services, agent, scope)
         self.thread.on_activate = lambda: self.status.change("active")
-        self.context = ContextPanel(agent.id, scope)
+        self.context = ContextPanel(services, agent.id, scope)
         self.status = StatusPanel(self)
         self.config = ConfigPanel(self)
-        self.llm_calls = AgentLlmCalls(agent.id, scope)
+        self.llm_calls = AgentLlmCalls(services, agent.id, scope)
 
     def build(self, tab: str) -> None:
         self._build_header()
@@ -125,7 +126,7 @@ class AgentView:
         with ui.tab_panels(tabs, value=tab).classes("w-full bg-transparent -mt-4").props("keep-alive"):
             with ui.tab_panel("conversation").classes("px-0"):
                 # Replies held for approval (config `approve_replies`) wait above the thread.
-                self.inputs = InputPanel(self.scope, agent_id=self.agent.id)
+                self.inputs = InputPanel(self.services, self.scope, agent_id=self.agent.id)
                 self.thread.build()
             with ui.tab_panel("context").classes("px-0 gap-4"):
                 self.context.build()
@@ -182,7 +183,7 @@ class AgentView:
         self.reason_label.text = f"— {agent.status_reason}" if agent.status_reason else ""
 
     async def _show_model(self) -> None:
-        profiles = await run.io_bound(get_services().llm_profiles.list, self.scope)
+        profiles = await run.io_bound(self.services.llm_profiles.list, self.scope)
         wanted = self.agent.config.get("llm_profile") or None
         chosen = next((p for p in profiles if (p.name == wanted if wanted else p.is_default)), None)
         self.model_slot.clear()
@@ -229,7 +230,7 @@ class AgentView:
             await self.thread.handle(event)
         elif event.type == EventType.RESUME:
             try:
-                self.apply(await run.io_bound(get_services().agents.get, self.agent.id, self.scope))
+                self.apply(await run.io_bound(self.services.agents.get, self.agent.id, self.scope))
             except NotFound:
                 self.deleted_banner.set_visibility(True)
                 return
@@ -283,7 +284,7 @@ class StatusPanel:
         self.error.set_visibility(False)
         try:
             agent = await run.io_bound(
-                lambda: get_services().agents.set_status(
+                lambda: self.page.services.agents.set_status(
                     self.page.agent.id, target, reason=self.reason.value or "", actor="user", scope=self.page.scope
                 )
             )
@@ -299,7 +300,7 @@ class StatusPanel:
 
     async def load_history(self) -> None:
         page = await run.io_bound(
-            get_services().agents.status_history, self.page.agent.id, self.page.scope, HISTORY_PAGE
+            self.page.services.agents.status_history, self.page.agent.id, self.page.scope, HISTORY_PAGE
         )
         for change in page.items:
             self._add(change)
@@ -310,7 +311,7 @@ class StatusPanel:
         if self.cursor is None:
             return
         page = await run.io_bound(
-            get_services().agents.status_history, self.page.agent.id, self.page.scope, HISTORY_PAGE, self.cursor
+            self.page.services.agents.status_history, self.page.agent.id, self.page.scope, HISTORY_PAGE, self.cursor
         )
         for change in page.items:
             self._add(change)
@@ -321,7 +322,7 @@ class StatusPanel:
         """Prepend the changes newer than the newest shown (the list grows live)."""
         try:
             page = await run.io_bound(
-                get_services().agents.status_history, self.page.agent.id, self.page.scope, HISTORY_PAGE
+                self.page.services.agents.status_history, self.page.agent.id, self.page.scope, HISTORY_PAGE
             )
         except NotFound:
             return
@@ -418,7 +419,7 @@ class ConfigPanel:
 
     async def load_schema(self) -> None:
         try:
-            definition = await run.io_bound(get_services().agents.definition, self.page.agent.definition)
+            definition = await run.io_bound(self.page.services.agents.definition, self.page.agent.definition)
         except NotFound:
             return
         text = pretty_json({"schema": definition.config_schema, "defaults": definition.default_config})
@@ -464,7 +465,7 @@ class ConfigPanel:
 
     async def reload_theirs(self) -> None:
         try:
-            agent = await run.io_bound(get_services().agents.get, self.page.agent.id, self.page.scope)
+            agent = await run.io_bound(self.page.services.agents.get, self.page.agent.id, self.page.scope)
         except NotFound:
             self._show_errors(["This agent no longer exists."])
             return
@@ -472,7 +473,7 @@ class ConfigPanel:
 
     async def overwrite(self) -> None:
         try:
-            agent = await run.io_bound(get_services().agents.get, self.page.agent.id, self.page.scope)
+            agent = await run.io_bound(self.page.services.agents.get, self.page.agent.id, self.page.scope)
         except NotFound:
             self._show_errors(["This agent no longer exists."])
             return
@@ -486,7 +487,7 @@ class ConfigPanel:
             return self._show_errors([json_error_text(exc)])
         if not isinstance(config, dict):
             return self._show_errors([f"The config must be a JSON object ({{...}}), not {type(config).__name__}."])
-        agents = get_services().agents
+        agents = self.page.services.agents
         lock = expected if expected is not None else self.base_lock
         try:
             try:
@@ -518,6 +519,6 @@ class ConfigPanel:
         return None
 
     def _update(self, config: dict[str, object], lock: int) -> AgentPublic:
-        return get_services().agents.update(
+        return self.page.services.agents.update(
             self.page.agent.id, AgentUpdate(config=config, expected_lock_version=lock), "user", self.page.scope
         )

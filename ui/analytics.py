@@ -30,7 +30,7 @@ from core.errors import DomainError, NotFound
 from core.event_schema import AgentCreated, AgentDeleted, AgentUpdated
 from core.events import EventFilter, EventOut, EventType
 from core.schemas import ProjectPublic, WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from ui import live
 from ui.analytics_charts import (
     CHARTS,
@@ -45,6 +45,7 @@ from ui.dark_mode import page_dark_mode
 from ui.format import full_time, money, when
 from ui.palette import MUTED
 from ui.safe_props import with_props
+from ui.state import app_services
 from ui.theme import frame
 
 router = APIRouter()
@@ -142,11 +143,13 @@ class Chart:
 class AnalyticsPage:
     def __init__(
         self,
+        services: Services,
         workspace: WorkspacePublic,
         agents: list[AgentRef],
         projects: list[ProjectPublic],
         dark: ui.dark_mode | None,
     ) -> None:
+        self.services = services
         self.workspace = workspace
         self.agents = agents
         self.projects = projects
@@ -304,7 +307,7 @@ class AnalyticsPage:
         self.status.set_text("Loading…")
         try:
             query = self.query()
-            data = await run.io_bound(get_services().analytics.dashboard, query)
+            data = await run.io_bound(self.services.analytics.dashboard, query)
         except NotFound:
             if generation == self.generation:
                 ui.notify("An agent or project of the filter no longer exists; the filter was cleared", type="warning")
@@ -493,14 +496,14 @@ class Headline:
 
 @router.page("/analytics")
 async def analytics_page() -> None:
-    with frame("Analytics") as workspace:
-        services = get_services()
+    services = app_services()
+    with frame(services, "Analytics") as workspace:
         agents, projects = await run.io_bound(
             lambda: (services.analytics.agents(workspace.id), services.workspaces.list_projects(workspace.id))
         )
-        page = AnalyticsPage(workspace, agents, projects, page_dark_mode())
+        page = AnalyticsPage(services, workspace, agents, projects, page_dark_mode())
         # Events only mark the figures stale; the timer reloads at most every THROTTLE_SECONDS.
-        live.subscribe(EventFilter(workspace_id=workspace.id), page.on_event)
+        live.subscribe(services.bus, EventFilter(workspace_id=workspace.id), page.on_event)
         ui.timer(THROTTLE_SECONDS, page.tick)
         # The first load runs after the page is sent: a large history must not hold the page up.
         ui.timer(0, page.reload, once=True)

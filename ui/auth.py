@@ -35,7 +35,8 @@ from nicegui import APIRouter, Client, app, ui
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.services import get_services
+from core.config import Settings
+from ui.state import app_services
 from ui.theme import apply_theme, brand
 
 SESSION_KEY = "auth"
@@ -56,17 +57,13 @@ router = APIRouter()
 _limiter = MovingWindowRateLimiter(MemoryStorage())
 
 
-def auth_enabled() -> bool:
-    return bool(get_services().settings.password)
+def _login_limit(settings: Settings) -> limits.RateLimitItem:
+    return limits.parse(settings.login_rate_limit)
 
 
-def _login_limit() -> limits.RateLimitItem:
-    return limits.parse(get_services().settings.login_rate_limit)
-
-
-def _record_key(session_id: str) -> str:
+def _record_key(settings: Settings, session_id: str) -> str:
     """What the server stores for a session: an HMAC of its id, keyed by the password."""
-    password = (get_services().settings.password or "").encode()
+    password = (settings.password or "").encode()
     return hmac.new(password, session_id.encode(), hashlib.sha256).hexdigest()
 
 
@@ -78,33 +75,33 @@ def _sessions() -> dict[str, float]:
     return sessions
 
 
-def start_session() -> str:
+def start_session(settings: Settings) -> str:
     """A new server-side session for this browser (its id replaces whatever the browser held)."""
     session_id = secrets.token_urlsafe(32)
     now = time.time()
     sessions = {k: v for k, v in _sessions().items() if isinstance(v, int | float) and v > now}
-    sessions[_record_key(session_id)] = now + get_services().settings.session_seconds
+    sessions[_record_key(settings, session_id)] = now + settings.session_seconds
     app.storage.general[SESSIONS_KEY] = sessions
     app.storage.user[SESSION_KEY] = session_id
     return session_id
 
 
-def end_session() -> None:
+def end_session(settings: Settings) -> None:
     session_id = app.storage.user.pop(SESSION_KEY, None)
     if isinstance(session_id, str):
         sessions = dict(_sessions())
-        sessions.pop(_record_key(session_id), None)
+        sessions.pop(_record_key(settings, session_id), None)
         app.storage.general[SESSIONS_KEY] = sessions
 
 
-def is_authenticated() -> bool:
+def is_authenticated(settings: Settings) -> bool:
     """True when no password is configured, or this browser holds a live server-side session."""
-    if not get_services().settings.password:
+    if not settings.password:
         return True
     session_id = app.storage.user.get(SESSION_KEY)
     if not isinstance(session_id, str):
         return False
-    expires = _sessions().get(_record_key(session_id))
+    expires = _sessions().get(_record_key(settings, session_id))
     return isinstance(expires, int | float) and expires > time.time()
 
 
@@ -112,13 +109,13 @@ class TooManyAttempts(Exception):
     pass
 
 
-async def check_password(candidate: str, client_address: str = "unknown") -> bool:
+async def check_password(settings: Settings, candidate: str, client_address: str = "unknown") -> bool:
     """Compare in constant time; wrong guesses count against the client's address only."""
-    limit = _login_limit()
+    limit = _login_limit(settings)
     key = f"login:{client_address}"
     if not _limiter.test(limit, key):
         raise TooManyAttempts
-    password = get_services().settings.password or ""
+    password = settings.password or ""
     ok = bool(password) and hmac.compare_digest(candidate.encode(), password.encode())
     if not ok:
         _limiter.hit(limit, key)
@@ -152,11 +149,12 @@ class AuthMiddleware:
     before `ui.run` so that it runs inside NiceGUI's session middleware.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _is_public(scope["path"]) or is_authenticated():
+        if scope["type"] != "http" or _is_public(scope["path"]) or is_authenticated(self.settings):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -172,8 +170,9 @@ class AuthMiddleware:
 
 @router.page("/login", title="Sign in · AgentDeck")
 def login(redirect_to: str = "/") -> RedirectResponse | None:
+    settings = app_services().settings
     target = safe_target(redirect_to)
-    if is_authenticated():
+    if is_authenticated(settings):
         return RedirectResponse(target, status_code=303)
     apply_theme()
 
@@ -183,7 +182,7 @@ def login(redirect_to: str = "/") -> RedirectResponse | None:
     async def try_login() -> None:
         button.disable()
         try:
-            ok = await check_password(password.value or "", address)
+            ok = await check_password(settings, password.value or "", address)
         except TooManyAttempts:
             password.value = ""
             password.error = "Too many wrong passwords from this address: wait a minute"
@@ -191,7 +190,7 @@ def login(redirect_to: str = "/") -> RedirectResponse | None:
         finally:
             button.enable()
         if ok:
-            start_session()
+            start_session(settings)
             ui.navigate.to(target)
         else:
             password.value = ""  # clears any error (auto-validation), so set the error after it
@@ -217,7 +216,7 @@ def login(redirect_to: str = "/") -> RedirectResponse | None:
 @router.get("/logout", include_in_schema=False)
 async def logout(request: Request) -> RedirectResponse:
     # Only the login is dropped: the workspace choice and dark mode stay with the browser.
-    end_session()
+    end_session(app_services().settings)
     close_browser_clients(request.session.get("id"))
     return RedirectResponse("/login", status_code=303)
 
@@ -237,6 +236,6 @@ def close_browser_clients(browser_id: object) -> int:
     return closed
 
 
-def install() -> None:
-    """Wire the middleware; call before `ui.run` and only when a password is configured."""
-    app.add_middleware(AuthMiddleware)
+def install(settings: Settings) -> None:
+    """Wire the middleware; call before `ui.run` and only when `settings` has a password."""
+    app.add_middleware(AuthMiddleware, settings=settings)

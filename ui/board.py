@@ -24,14 +24,14 @@ from core.event_schema import AgentStatusChanged
 from core.events import EventFilter, EventOut, EventType
 from core.pagination import encode_cursor
 from core.schemas import AgentPublic, DefinitionPublic, ProjectPublic, WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from core.status import AgentStatus
 from core.templates import TemplatePublic
 from ui import live
 from ui.new_agent import NewAgentDialog
 from ui.palette import MUTED
 from ui.safe_props import with_props
-from ui.state import ACTOR
+from ui.state import ACTOR, app_services
 from ui.teams import team_offer
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, STATUS_COLORS
@@ -148,7 +148,7 @@ class AgentCard:
                 )
 
     async def _toggle(self) -> None:
-        agents, agent_id, scope = get_services().agents, self.agent.id, self.board.workspace.id
+        agents, agent_id, scope = self.board.services.agents, self.agent.id, self.board.workspace.id
         if self.agent.status in RUNNING:
             call = partial(agents.set_status, agent_id, AgentStatus.OFFLINE, reason="deactivated", actor=ACTOR)
         else:
@@ -160,7 +160,7 @@ class AgentCard:
             self.toggle.enable()
 
     async def _change(self, target: str) -> None:
-        agents, scope = get_services().agents, self.board.workspace.id
+        agents, scope = self.board.services.agents, self.board.workspace.id
         call = partial(agents.set_status, self.agent.id, target, reason="set from the dashboard", actor=ACTOR)
         await self.board.act(self.agent.id, partial(call, scope=scope))
 
@@ -168,12 +168,14 @@ class AgentCard:
 class Board:
     def __init__(
         self,
+        services: Services,
         workspace: WorkspacePublic,
         definitions: list[DefinitionPublic],
         projects: list[ProjectPublic],
         total: int,
         templates: list[TemplatePublic] | None = None,
     ) -> None:
+        self.services = services
         self.workspace = workspace
         self.templates = templates or []
         self.definitions = {d.slug: d for d in definitions}
@@ -192,7 +194,7 @@ class Board:
         self.pending: list[EventOut] = []
         self.generation = 0
         self.create_dialog = NewAgentDialog(
-            workspace, self.definitions, self.projects, on_created=lambda agent: self.apply(agent, mine=True)
+            services, workspace, self.definitions, self.projects, on_created=lambda agent: self.apply(agent, mine=True)
         )
         self._build()
 
@@ -226,7 +228,7 @@ class Board:
             ui.icon("smart_toy").classes("text-5xl text-slate-300")
             self.empty_title = ui.label().classes("text-lg font-medium").mark("board-empty")
             self.empty_hint = ui.label().classes(f"text-sm {MUTED} text-center")
-            self.team_offer = team_offer(self.workspace, self.templates)  # issue 17: a team in one click
+            self.team_offer = team_offer(self.services, self.workspace, self.templates)  # issue 17: a team in one click
         self.empty = empty
         with ui.row().classes("w-full items-center justify-center gap-3"):
             self.shown = ui.label().classes(f"text-sm {MUTED}").mark("shown-count")
@@ -269,7 +271,7 @@ class Board:
 
     def _fetch(self, cursor: str | None) -> Any:
         f = self.filters
-        return get_services().agents.list(
+        return self.services.agents.list(
             self.workspace.id,
             status=f.status or None,
             project_id=uuid.UUID(f.project_id) if f.project_id else None,
@@ -327,7 +329,7 @@ class Board:
         except DomainError as exc:
             ui.notify(str(exc), type="negative", multi_line=True)
             try:
-                self.apply(await run.io_bound(get_services().agents.get, agent_id, self.workspace.id))
+                self.apply(await run.io_bound(self.services.agents.get, agent_id, self.workspace.id))
             except NotFound:
                 self.remove(agent_id)
 
@@ -393,7 +395,7 @@ class Board:
                 self.apply(card.agent.model_copy(update={**change.agent_fields(), "updated_at": event.ts}))
             elif self.filters.status and change.to == self.filters.status:
                 with contextlib.suppress(NotFound):  # it has just entered the status filter: show it
-                    self.apply(await run.io_bound(get_services().agents.get, event.agent_id, self.workspace.id))
+                    self.apply(await run.io_bound(self.services.agents.get, event.agent_id, self.workspace.id))
         elif event.type == EventType.RESUME:  # we fell behind: re-read rather than guess
             await self.reload()
 
@@ -401,8 +403,8 @@ class Board:
 @router.page("/")
 async def board_page(new: str | None = None) -> None:
     """`/?new=<definition slug>` opens the new-agent dialog with that definition (from the catalog)."""
-    with frame("Agents") as workspace:
-        services = get_services()
+    services = app_services()
+    with frame(services, "Agents") as workspace:
         definitions, projects, counts, templates = await run.io_bound(
             lambda: (
                 services.agents.definitions(),
@@ -411,9 +413,9 @@ async def board_page(new: str | None = None) -> None:
                 services.templates.list(workspace.id),
             )
         )
-        board = Board(workspace, definitions, projects, counts["agents"], templates)
+        board = Board(services, workspace, definitions, projects, counts["agents"], templates)
         # Subscribe before the first page is read: nothing that changes meanwhile is missed.
-        live.subscribe(EventFilter(workspace_id=workspace.id), board.on_event)
+        live.subscribe(services.bus, EventFilter(workspace_id=workspace.id), board.on_event)
         await board.reload()
         if new in board.definitions:
             board.create_dialog.definition.value = new

@@ -18,10 +18,11 @@ from nicegui import APIRouter, run, ui
 
 from core.errors import DomainError
 from core.schemas import DefinitionPublic, WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from core.templates import TemplatePublic
 from ui.board import ICON
 from ui.palette import MUTED
+from ui.state import app_services
 from ui.teams import SaveTemplateDialog, create_team
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, catalog_order
@@ -132,7 +133,7 @@ def definition_card(definition: DefinitionPublic) -> None:
                     )
 
 
-def template_card(workspace: WorkspacePublic, template: TemplatePublic, on_delete: Any) -> None:
+def template_card(services: Services, workspace: WorkspacePublic, template: TemplatePublic, on_delete: Any) -> None:
     with ui.card().classes("w-full p-5 gap-3 rounded-xl shadow-sm").mark(f"template template-{template.slug}"):
         with ui.row().classes("w-full items-start no-wrap gap-3"):
             ui.icon("groups").classes(ICON)
@@ -162,7 +163,7 @@ def template_card(workspace: WorkspacePublic, template: TemplatePublic, on_delet
                 ).mark(f"delete-template-{template.slug}")
 
             async def create() -> None:
-                await create_team(workspace, template)
+                await create_team(services, workspace, template)
 
             ui.button("Create team", icon="group_add", on_click=create).props("unelevated dense no-caps").mark(
                 f"create-team-{template.slug}"
@@ -172,7 +173,8 @@ def template_card(workspace: WorkspacePublic, template: TemplatePublic, on_delet
 class TemplateSection:
     """Built-in and saved team templates; a new one from a hand-picked set of agents."""
 
-    def __init__(self, workspace: WorkspacePublic) -> None:
+    def __init__(self, services: Services, workspace: WorkspacePublic) -> None:
+        self.services = services
         self.workspace = workspace
         with ui.row().classes("w-full items-center gap-2"):
             ui.label("Team templates").classes("text-xl font-semibold")
@@ -183,23 +185,25 @@ class TemplateSection:
         self.list = ui.column().classes("w-full gap-4").mark("templates")
 
     async def refresh(self) -> None:
-        templates = await run.io_bound(get_services().templates.list, self.workspace.id)
+        templates = await run.io_bound(self.services.templates.list, self.workspace.id)
         if templates is None:
             return
         self.list.clear()
         with self.list:
             for template in templates:
-                template_card(self.workspace, template, self.delete)
+                template_card(self.services, self.workspace, template, self.delete)
 
     async def new(self) -> None:
-        page = await run.io_bound(get_services().agents.list, self.workspace.id, limit=500)
+        page = await run.io_bound(self.services.agents.list, self.workspace.id, limit=500)
         if page is None:
             return
-        SaveTemplateDialog(self.workspace, pick_from=page.items, on_saved=lambda _: self.refresh()).open()
+        SaveTemplateDialog(
+            self.services, self.workspace, pick_from=page.items, on_saved=lambda _: self.refresh()
+        ).open()
 
     async def delete(self, template: TemplatePublic) -> None:
         try:
-            await run.io_bound(get_services().templates.delete, self.workspace.id, template.slug)
+            await run.io_bound(self.services.templates.delete, self.workspace.id, template.slug)
         except DomainError as exc:
             ui.notify(str(exc), type="negative")
         await self.refresh()
@@ -207,11 +211,12 @@ class TemplateSection:
 
 @router.page("/catalog")
 async def catalog_page() -> None:
-    with frame("Catalog") as workspace:
-        section = TemplateSection(workspace)
+    services = app_services()
+    with frame(services, "Catalog") as workspace:
+        section = TemplateSection(services, workspace)
         await section.refresh()
         ui.label("Agent definitions").classes("text-xl font-semibold mt-4")
-        definitions = await run.io_bound(get_services().agents.definitions)
+        definitions = await run.io_bound(services.agents.definitions)
         builtins = sum(d.source == "builtin" for d in definitions)
         ui.label(
             f"{len(definitions)} definitions: {builtins} built in, {len(definitions) - builtins} from plugins "

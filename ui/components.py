@@ -1,4 +1,5 @@
-"""Small reusable widgets of the dashboard. They call services; the rules stay in core."""
+"""Small reusable widgets of the dashboard. They call the services they are given; the rules stay
+in core."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from core.errors import Conflict, DomainError
 from core.schemas import WorkspaceCreate, WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from ui.safe_props import with_props
 from ui.state import set_current_workspace
 
@@ -59,7 +60,7 @@ def workspace_switcher(workspaces: list[WorkspacePublic], current: WorkspacePubl
     return select
 
 
-def new_workspace_dialog() -> ui.dialog:
+def new_workspace_dialog(services: Services) -> ui.dialog:
     """A dialog that creates a workspace and switches to it; errors stay inline on the fields."""
     with ui.dialog() as dialog, ui.card().classes("w-96 max-w-full gap-3 p-6 rounded-xl"):
         ui.label("New workspace").classes("text-lg font-semibold")
@@ -83,7 +84,7 @@ def new_workspace_dialog() -> ui.dialog:
                 name.error = messages.get("name")
                 return
             try:
-                workspace = await run.io_bound(get_services().workspaces.create, data)
+                workspace = await run.io_bound(services.workspaces.create, data)
             except Conflict as exc:
                 slug.error = str(exc)
                 return

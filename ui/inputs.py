@@ -24,7 +24,7 @@ from nicegui import run, ui
 from core.errors import DomainError
 from core.events import EventFilter, EventOut, EventType
 from core.run_inputs import InputAnswer, RunInputPublic
-from core.services import get_services
+from core.services import Services
 from ui import live
 from ui.format import when
 from ui.palette import MUTED
@@ -43,7 +43,10 @@ ASK_NOTIFY_JS = "if (window.Notification && Notification.permission === 'default
 class InputCard:
     """One pending request and its controls."""
 
-    def __init__(self, request: RunInputPublic, on_answered: Callable[[RunInputPublic], None]) -> None:
+    def __init__(
+        self, services: Services, request: RunInputPublic, on_answered: Callable[[RunInputPublic], None]
+    ) -> None:
+        self.services = services
         self.request = request
         self._on_answered = on_answered
         with ui.card().classes("w-full gap-2 border-l-4 border-amber-500").mark("input-card") as self.card:
@@ -138,7 +141,7 @@ class InputCard:
     async def _submit(self, answer: InputAnswer) -> None:
         self.error.set_visibility(False)
         try:
-            done = await run.io_bound(get_services().run_inputs.answer, None, self.request.id, answer, ACTOR)
+            done = await run.io_bound(self.services.run_inputs.answer, None, self.request.id, answer, ACTOR)
         except DomainError as exc:
             self.error.set_text(str(exc))
             self.error.set_visibility(True)
@@ -152,21 +155,23 @@ class InputPanel:
 
     def __init__(
         self,
+        services: Services,
         workspace_id: uuid.UUID,
         *,
         run_id: uuid.UUID | None = None,
         agent_id: uuid.UUID | None = None,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        self.services = services
         self.workspace_id, self.run_id, self.agent_id = workspace_id, run_id, agent_id
         self.cards: dict[uuid.UUID, InputCard] = {}
         self.on_change = on_change
         self.column = ui.column().classes("w-full gap-3").mark("inputs")
 
     async def start(self) -> None:
-        since = get_services().bus.pumped_seq
+        since = self.services.bus.pumped_seq
         pending = await run.io_bound(
-            get_services().run_inputs.pending, self.workspace_id, run_id=self.run_id, agent_id=self.agent_id
+            self.services.run_inputs.pending, self.workspace_id, run_id=self.run_id, agent_id=self.agent_id
         )
         for request in pending or []:
             self._add(request)
@@ -174,13 +179,13 @@ class InputPanel:
         flt = EventFilter(
             workspace_id=self.workspace_id, run_id=self.run_id, agent_id=self.agent_id, types=INPUT_EVENTS
         )
-        live.subscribe(flt, self.handle, since=since)
+        live.subscribe(self.services.bus, flt, self.handle, since=since)
 
     def _add(self, request: RunInputPublic) -> None:
         if request.id in self.cards or request.status != "pending":
             return
         with self.column:
-            self.cards[request.id] = InputCard(request, self._remove)
+            self.cards[request.id] = InputCard(self.services, request, self._remove)
         self.on_change()
 
     def _remove(self, request: RunInputPublic) -> None:
@@ -197,9 +202,8 @@ class InputPanel:
             self._remove(request)
 
 
-def pending_inputs_button(workspace_id: uuid.UUID) -> None:
+def pending_inputs_button(services: Services, workspace_id: uuid.UUID) -> None:
     """The header's count of requests waiting in the workspace, live; opens the inbox."""
-    services = get_services()
     since = services.bus.pumped_seq
     count = services.run_inputs.pending_count(workspace_id)
 
@@ -222,4 +226,4 @@ def pending_inputs_button(workspace_id: uuid.UUID) -> None:
         if event.type == EventType.RUN_INPUT_REQUESTED:
             ui.run_javascript(NOTIFY_JS)
 
-    live.subscribe(EventFilter(workspace_id=workspace_id, types=INPUT_EVENTS), on_event, since=since)
+    live.subscribe(services.bus, EventFilter(workspace_id=workspace_id, types=INPUT_EVENTS), on_event, since=since)

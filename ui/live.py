@@ -1,6 +1,6 @@
 """Live updates for dashboard pages: the event bus, scoped to one browser client.
 
-    live.subscribe(EventFilter(workspace_id=ws.id), on_event)
+    live.subscribe(services.bus, EventFilter(workspace_id=ws.id), on_event)
 
 The handler runs inside the client's context (so it can update elements) for every event that
 matches, in seq order, including pushed-only `llm_token` events. The subscription ends when the
@@ -21,18 +21,17 @@ from collections.abc import Awaitable, Callable
 
 from nicegui import background_tasks, context
 
-from core.events import EventFilter, EventOut
-from core.services import get_services
+from core.events import EventBus, EventFilter, EventOut
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[EventOut], Awaitable[None] | None]
 
 
-def subscribe(flt: EventFilter, handler: Handler, since: int | None = None) -> None:
-    """Deliver matching events to `handler` in the current client's context until it goes."""
+def subscribe(bus: EventBus, flt: EventFilter, handler: Handler, since: int | None = None) -> None:
+    """Deliver matching events of `bus` to `handler` in the current client's context until it goes."""
     client = context.client
-    subscription = get_services().bus.subscribe(flt, since)
+    subscription = bus.subscribe(flt, since)
 
     async def pump() -> None:
         async for event in subscription:

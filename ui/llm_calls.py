@@ -24,7 +24,7 @@ from nicegui import run, ui
 from core.event_schema import LlmCall
 from core.events import EventOut
 from core.llm_calls import LlmCallPublic, LlmCallSummary
-from core.services import get_services
+from core.services import Services
 from ui.format import full_time, money, when
 from ui.palette import MUTED
 from ui.widgets import safe_markdown
@@ -51,7 +51,8 @@ def outcome_badge(outcome: str) -> ui.badge:
 class LlmCallInspector:
     """One dialog per page; `open(call_id)` loads the whole call and shows it."""
 
-    def __init__(self, scope: uuid.UUID) -> None:
+    def __init__(self, services: Services, scope: uuid.UUID) -> None:
+        self.services = services
         self.scope = scope
         with ui.dialog() as self.dialog, ui.card().classes("w-full max-w-4xl p-5 gap-3 rounded-xl") as card:
             card.props["data-testid"] = "llm-call-inspector"
@@ -62,7 +63,7 @@ class LlmCallInspector:
             ident = uuid.UUID(str(call_id))
         except ValueError:
             return
-        call = await run.io_bound(get_services().llm_calls.get, ident, self.scope)
+        call = await run.io_bound(self.services.llm_calls.get, ident, self.scope)
         if call is None:  # NiceGUI is shutting down
             return
         self.body.clear()
@@ -235,7 +236,8 @@ def timeline_figure(calls: list[LlmCallSummary], now: datetime | None = None, da
 class RunTimeline:
     """A run's LLM calls on a time axis, per agent; live; click a bar to inspect the call."""
 
-    def __init__(self, run_id: uuid.UUID, scope: uuid.UUID) -> None:
+    def __init__(self, services: Services, run_id: uuid.UUID, scope: uuid.UUID) -> None:
+        self.services = services
         self.run_id = run_id
         self.scope = scope
         self.calls: dict[uuid.UUID, LlmCallSummary] = {}
@@ -253,11 +255,11 @@ class RunTimeline:
             )
             self.plot = ui.plotly(timeline_figure([])).classes("w-full").mark("timeline-plot")
             self.plot.on("plotly_click", self._clicked)
-        self.inspector = LlmCallInspector(self.scope)
+        self.inspector = LlmCallInspector(self.services, self.scope)
         self._show()
 
     async def load(self) -> None:
-        calls = await run.io_bound(get_services().llm_calls.run_timeline, self.run_id, self.scope, TIMELINE_MAX_CALLS)
+        calls = await run.io_bound(self.services.llm_calls.run_timeline, self.run_id, self.scope, TIMELINE_MAX_CALLS)
         if calls is None:
             return
         self.calls = {c.id: c for c in calls}
@@ -331,14 +333,15 @@ class RunTimeline:
 class AgentLlmCalls:
     """The agent's calls, newest first, a page at a time; live; click one to inspect it."""
 
-    def __init__(self, agent_id: uuid.UUID, scope: uuid.UUID) -> None:
+    def __init__(self, services: Services, agent_id: uuid.UUID, scope: uuid.UUID) -> None:
+        self.services = services
         self.agent_id = agent_id
         self.scope = scope
         self.cursor: str | None = None
         self.rows: dict[uuid.UUID, ui.element] = {}
 
     def build(self) -> None:
-        self.inspector = LlmCallInspector(self.scope)
+        self.inspector = LlmCallInspector(self.services, self.scope)
         self.empty = ui.label("No LLM calls yet.").classes(f"text-sm {MUTED} py-2")
         self.list = ui.column().classes("w-full gap-2").mark("llm-calls")
         with ui.row().classes("w-full justify-center"):
@@ -347,7 +350,7 @@ class AgentLlmCalls:
         self.more.set_visibility(False)
 
     async def load(self) -> None:
-        page = await run.io_bound(get_services().llm_calls.list_agent, self.agent_id, self.scope, AGENT_PAGE, None)
+        page = await run.io_bound(self.services.llm_calls.list_agent, self.agent_id, self.scope, AGENT_PAGE, None)
         if page is None:
             return
         self.list.clear()
@@ -361,7 +364,7 @@ class AgentLlmCalls:
         if self.cursor is None:
             return
         page = await run.io_bound(
-            get_services().llm_calls.list_agent, self.agent_id, self.scope, AGENT_PAGE, self.cursor
+            self.services.llm_calls.list_agent, self.agent_id, self.scope, AGENT_PAGE, self.cursor
         )
         if page is None:
             return
@@ -403,7 +406,7 @@ class AgentLlmCalls:
 
     async def handle(self, event: EventOut) -> None:
         call_id = LlmCall.of(event).call_id
-        call = await run.io_bound(get_services().llm_calls.get, call_id, self.scope)
+        call = await run.io_bound(self.services.llm_calls.get, call_id, self.scope)
         if call is None:
             return
         summary = LlmCallSummary.model_validate(call.model_dump())

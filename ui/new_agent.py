@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from core.errors import Conflict, DomainError, InvalidInput
 from core.schemas import AgentCreate, AgentPublic, DefinitionPublic, ProjectPublic, WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from ui.components import validation_messages
 from ui.palette import MUTED
 from ui.state import ACTOR
@@ -31,11 +31,13 @@ class NewAgentDialog:
 
     def __init__(
         self,
+        services: Services,
         workspace: WorkspacePublic,
         definitions_by_slug: dict[str, DefinitionPublic],
         projects: dict[str, ProjectPublic],
         on_created: Callable[[AgentPublic], None],
     ) -> None:
+        self.services = services
         self.workspace, self.definitions, self.on_created = workspace, definitions_by_slug, on_created
         definitions = sorted(definitions_by_slug.values(), key=catalog_order)
         self.prefill = ""
@@ -124,7 +126,7 @@ class NewAgentDialog:
             return
         self.submit.props("loading")
         try:
-            agent = await run.io_bound(get_services().agents.create, data, actor=ACTOR, scope=self.workspace.id)
+            agent = await run.io_bound(self.services.agents.create, data, actor=ACTOR, scope=self.workspace.id)
         except Conflict as exc:
             self.name.error = str(exc)
             return

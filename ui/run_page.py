@@ -34,7 +34,7 @@ from core.messages import MessagePublic
 from core.runs import FINISHED, RunMemberPublic, RunPublic
 from core.runtime.files import MAX_FILE_BYTES  # what Runtime.read_run_file returns at most
 from core.schemas import AgentPublic, WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from core.status import RunStatus
 from ui import live
 from ui.format import markup, message_header, money, when
@@ -51,7 +51,7 @@ from ui.runs import (
     profile_label,
 )
 from ui.safe_props import with_props
-from ui.state import ACTOR, current_workspace
+from ui.state import ACTOR, app_services, current_workspace
 from ui.theme import frame
 from ui.widgets import ROLE_ICONS, RUN_STATUS_COLORS, run_status_badge, safe_markdown, status_badge
 from ui.widgets import update_status_badge as update_agent_badge
@@ -265,7 +265,8 @@ class MemberCard:
 class RunView:
     """Everything on one client's run page, and the live dispatch to its parts."""
 
-    def __init__(self, run: RunPublic, workspace: WorkspacePublic) -> None:
+    def __init__(self, services: Services, run: RunPublic, workspace: WorkspacePublic) -> None:
+        self.services = services
         self.run = run
         self.workspace = workspace
         self.scope = workspace.id
@@ -298,11 +299,11 @@ class RunView:
                 card = MemberCard(member, agents.get(member.agent_id) if member.agent_id else None)
                 if member.agent_id is not None:
                     self.members[member.agent_id] = card
-        self.timeline = RunTimeline(self.run.id, self.scope)
+        self.timeline = RunTimeline(self.services, self.run.id, self.scope)
         self.timeline.build()
         self._build_transcript()
         # Requests to people wait where the transcript stops (ui/inputs.py).
-        self.inputs = InputPanel(self.scope, run_id=self.run.id)
+        self.inputs = InputPanel(self.services, self.scope, run_id=self.run.id)
         self._build_files()
         self._build_cancel_dialog()
         self.apply(self.run)
@@ -357,14 +358,19 @@ class RunView:
         from ui.teams import SaveTemplateDialog
 
         run_ = self.run
-        ids = await run.io_bound(get_services().templates.run_team, run_.id, self.workspace.id)
+        ids = await run.io_bound(self.services.templates.run_team, run_.id, self.workspace.id)
         if ids is None:
             return
         if not ids:
             ui.notify("None of this run's agents exists any more", type="warning")
             return
         SaveTemplateDialog(
-            self.workspace, lambda: ids, n_rounds=run_.n_rounds, investment=run_.investment, idea=run_.idea
+            self.services,
+            self.workspace,
+            lambda: ids,
+            n_rounds=run_.n_rounds,
+            investment=run_.investment,
+            idea=run_.idea,
         ).open()
 
     def _build_transcript(self) -> None:
@@ -432,9 +438,8 @@ class RunView:
 
     # -- loading ---------------------------------------------------------------------------
     async def load(self) -> None:
-        services = get_services()
         round_events = await run.io_bound(
-            services.bus.read, EventFilter(run_id=self.run.id, types=frozenset({EventType.RUN_ROUND})), 0, 200
+            self.services.bus.read, EventFilter(run_id=self.run.id, types=frozenset({EventType.RUN_ROUND})), 0, 200
         )
         if round_events:
             self._show_round(RunRound.of(round_events[-1]))
@@ -448,7 +453,7 @@ class RunView:
         self.transcript_more.props("loading")
         try:
             page = await run.io_bound(
-                get_services().messages.list_run,
+                self.services.messages.list_run,
                 self.run.id,
                 scope=self.scope,
                 limit=TRANSCRIPT_PAGE,
@@ -483,7 +488,7 @@ class RunView:
 
     async def refresh_files(self) -> None:
         try:
-            files = await run.io_bound(get_services().runtime.run_files, self.run.id, scope=self.scope)
+            files = await run.io_bound(self.services.runtime.run_files, self.run.id, scope=self.scope)
         except NotFound:
             files = []
         if files == self.files and self.tree_slot.default_slot.children:
@@ -512,7 +517,7 @@ class RunView:
     async def open_file(self, path: str) -> None:
         self.selected_file = path
         try:
-            text = await run.io_bound(get_services().runtime.read_run_file, self.run.id, path, scope=self.scope)
+            text = await run.io_bound(self.services.runtime.read_run_file, self.run.id, path, scope=self.scope)
         except NotFound:
             ui.notify("That file is gone", type="warning")
             await self.refresh_files()
@@ -679,7 +684,7 @@ class RunView:
     async def _refresh(self) -> None:
         self._last_refresh = time.monotonic()
         try:
-            fresh = await run.io_bound(get_services().runtime.get_run, self.run.id, scope=self.scope)
+            fresh = await run.io_bound(self.services.runtime.get_run, self.run.id, scope=self.scope)
         except NotFound:
             return
         if fresh is None or self.client.is_deleted:  # None: NiceGUI is shutting down
@@ -693,7 +698,7 @@ class RunView:
         profile = (self.rerun_profile.value or None) if self.rerun_profile is not None else None
         try:
             fork = await run.io_bound(
-                get_services().runtime.fork_run,
+                self.services.runtime.fork_run,
                 self.run.id,
                 round_no,
                 actor=ACTOR,
@@ -712,7 +717,7 @@ class RunView:
         """Queue this interrupted run again, at the round after its last checkpointed one."""
         self.resume_button.props("loading")
         try:
-            result = await run.io_bound(get_services().runtime.resume_run, self.run.id, actor=ACTOR, scope=self.scope)
+            result = await run.io_bound(self.services.runtime.resume_run, self.run.id, actor=ACTOR, scope=self.scope)
         except DomainError as exc:
             ui.notify(str(exc).capitalize(), type="warning")
             await self._refresh()
@@ -731,7 +736,7 @@ class RunView:
         self.cancel_dialog.close()
         self.cancel_button.props("loading")
         try:
-            result = await run.io_bound(get_services().runtime.cancel_run, self.run.id, actor=ACTOR, scope=self.scope)
+            result = await run.io_bound(self.services.runtime.cancel_run, self.run.id, actor=ACTOR, scope=self.scope)
         except Conflict as exc:
             ui.notify(str(exc).capitalize(), type="info")
             await self._refresh()
@@ -769,19 +774,19 @@ def _file_nodes(paths: list[str]) -> list[dict[str, Any]]:
     return build(root, "")
 
 
-async def _find_run(run_id: str, scope: uuid.UUID) -> RunPublic | None:
+async def _find_run(services: Services, run_id: str, scope: uuid.UUID) -> RunPublic | None:
     try:
         ident = uuid.UUID(run_id)
     except ValueError:
         return None
     try:
-        return await run.io_bound(get_services().runtime.get_run, ident, scope)
+        return await run.io_bound(services.runtime.get_run, ident, scope)
     except NotFound:
         return None
 
 
-def _member_agents(run: RunPublic, scope: uuid.UUID) -> dict[uuid.UUID, AgentPublic]:
-    agents = get_services().agents
+def _member_agents(services: Services, run: RunPublic, scope: uuid.UUID) -> dict[uuid.UUID, AgentPublic]:
+    agents = services.agents
     found: dict[uuid.UUID, AgentPublic] = {}
     for member in run.members:
         if member.agent_id is not None:
@@ -790,8 +795,8 @@ def _member_agents(run: RunPublic, scope: uuid.UUID) -> dict[uuid.UUID, AgentPub
     return found
 
 
-def _not_found(run_id: str) -> None:
-    with frame("Run not found"), ui.card().classes("w-full p-8 rounded-xl shadow-sm items-center gap-3"):
+def _not_found(services: Services, run_id: str) -> None:
+    with frame(services, "Run not found"), ui.card().classes("w-full p-8 rounded-xl shadow-sm items-center gap-3"):
         ui.icon("search_off").classes("text-5xl text-slate-400")
         ui.label("There is no such run in this workspace.").classes("text-lg font-medium").mark("run-not-found")
         ui.label(
@@ -808,24 +813,25 @@ def _not_found(run_id: str) -> None:
 # longer than NiceGUI's default 3 s.
 @router.page("/runs/{run_id}", response_timeout=20)
 async def run_page(run_id: str) -> None:
-    workspace = current_workspace()
-    services = get_services()
+    services = app_services()
+    workspace = current_workspace(services)
     since = services.bus.pumped_seq  # follow events from here on, so nothing read below is missed
-    found = await _find_run(run_id, workspace.id)
+    found = await _find_run(services, run_id, workspace.id)
     if found is None:
-        _not_found(run_id)
+        _not_found(services, run_id)
         return
-    agents = await run.io_bound(_member_agents, found, workspace.id)
+    agents = await run.io_bound(_member_agents, services, found, workspace.id)
     profiles = await run.io_bound(services.llm_profiles.list, workspace.id)
     ui.add_css(MESSAGE_CSS)
-    with frame("Run"):
-        view = RunView(found, workspace)
+    with frame(services, "Run"):
+        view = RunView(services, found, workspace)
         view.build(agents, profiles)
         await view.load()
         await view.inputs.start()
-    live.subscribe(EventFilter(run_id=found.id), view.handle, since=since)
+    live.subscribe(services.bus, EventFilter(run_id=found.id), view.handle, since=since)
     # Status changes carry the agent, not the run: follow the members' statuses in the workspace.
     live.subscribe(
+        services.bus,
         EventFilter(workspace_id=workspace.id, types=frozenset({EventType.AGENT_STATUS_CHANGED})),
         view.handle_status,
         since=since,

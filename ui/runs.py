@@ -27,7 +27,7 @@ from core.llm_profiles import LlmProfilePublic
 from core.runs import FINISHED, RunCreate, RunPublic
 from core.runtime_labels import DEMO_MODEL_LABEL
 from core.schemas import AgentPublic, WorkspacePublic, field_bounds
-from core.services import get_services
+from core.services import Services
 from core.status import RunStatus
 from core.templates import TemplatePublic
 from core.workspaces import code_execution_enabled
@@ -36,7 +36,7 @@ from ui.components import validation_messages
 from ui.format import DEMO_TAG, esc, full_time, markup, money, when
 from ui.palette import MUTED
 from ui.safe_props import with_props
-from ui.state import ACTOR
+from ui.state import ACTOR, app_services
 from ui.teams import prefill, team_offer
 from ui.theme import frame
 from ui.widgets import demo_model_chip, run_status_badge
@@ -149,11 +149,13 @@ class StartRunCard:
 
     def __init__(
         self,
+        services: Services,
         workspace: WorkspacePublic,
         agents: list[AgentPublic],
         profiles: list[LlmProfilePublic],
         templates: list[TemplatePublic] | None = None,
     ) -> None:
+        self.services = services
         self.workspace = workspace
         self.agents = {str(a.id): a for a in agents}
         self.profiles = {p.name: p for p in profiles}
@@ -173,7 +175,7 @@ class StartRunCard:
                     ui.icon("info", size="xs").classes("text-slate-400")
                     ui.label("This workspace has no agents yet.").classes(f"text-sm {MUTED}")
                     ui.link("Create some on the Agents board", "/").classes("text-sm")
-                team_offer(workspace, templates or [])  # issue 17: a team in one click
+                team_offer(services, workspace, templates or [])  # issue 17: a team in one click
             options = {key: self._option(a) for key, a in self.agents.items()}
             self.members = (
                 ui.select(options, multiple=True, label="Team members", value=[])
@@ -343,7 +345,7 @@ class StartRunCard:
             return
         self.button.props("loading")
         try:
-            started = await run.io_bound(get_services().runtime.start_run, data, actor=ACTOR, scope=self.workspace.id)
+            started = await run.io_bound(self.services.runtime.start_run, data, actor=ACTOR, scope=self.workspace.id)
         except DomainError as exc:
             if exc.details.get("field") == "llm_profile":
                 self.llm_profile.error = "This profile no longer exists: choose another one"
@@ -443,7 +445,8 @@ def queue_text(ahead: int) -> str:
 class RunList:
     """The workspace's runs, newest first, a page at a time, kept current by run events."""
 
-    def __init__(self, workspace: WorkspacePublic) -> None:
+    def __init__(self, services: Services, workspace: WorkspacePublic) -> None:
+        self.services = services
         self.workspace = workspace
         self.rows: dict[uuid.UUID, RunRow] = {}
         self.next_cursor: str | None = None
@@ -490,7 +493,7 @@ class RunList:
         self.loading = True
         try:
             page = await run.io_bound(
-                get_services().runtime.list_runs, self.workspace.id, limit=RUNS_PAGE, cursor=cursor
+                self.services.runtime.list_runs, self.workspace.id, limit=RUNS_PAGE, cursor=cursor
             )
         except DomainError as exc:
             ui.notify(str(exc), type="negative")
@@ -526,7 +529,7 @@ class RunList:
         queued = [row.run.model_copy() for row in self.rows.values() if row.run.status == RunStatus.QUEUED]
         if not queued:
             return
-        placed = await run.io_bound(get_services().runtime.add_queue_positions, queued)
+        placed = await run.io_bound(self.services.runtime.add_queue_positions, queued)
         if placed is None:  # NiceGUI is shutting down
             return
         for item in placed:
@@ -562,8 +565,8 @@ class RunList:
 @router.page("/runs")
 async def runs_page(template: str | None = None, team: str | None = None) -> None:
     """`/runs?template=<slug>&team=<id>,<id>` opens with that team selected and the template's idea."""
-    with frame("Runs") as workspace:
-        services = get_services()
+    services = app_services()
+    with frame(services, "Runs") as workspace:
         agents, profiles, templates = await run.io_bound(
             lambda: (
                 services.agents.list(workspace.id, limit=MAX_PICKER_AGENTS).items,
@@ -571,11 +574,12 @@ async def runs_page(template: str | None = None, team: str | None = None) -> Non
                 services.templates.list(workspace.id),
             )
         )
-        card = StartRunCard(workspace, agents, profiles, templates)
+        card = StartRunCard(services, workspace, agents, profiles, templates)
         prefill(card, next((t for t in templates if t.slug == template), None), team, agents)
-        runs = RunList(workspace)
+        runs = RunList(services, workspace)
         # Subscribe before the first page is read: a run that starts or ends meanwhile is not missed.
         live.subscribe(
+            services.bus,
             EventFilter(workspace_id=workspace.id, types=LIST_EVENTS),
             runs.on_event,
         )

@@ -23,12 +23,13 @@ from pydantic import SecretStr, ValidationError
 from core.errors import Conflict, DomainError, InvalidInput
 from core.llm_profiles import LLM_API_TYPES, LlmProfileCreate, LlmProfilePublic, LlmProfileUpdate
 from core.schemas import WorkspacePublic, WorkspaceUpdate
-from core.services import get_services
+from core.services import Services
 from core.tokens import TokenPublic
 from core.workspaces import CODE_EXECUTION, code_execution_enabled
 from ui.components import validation_messages
 from ui.palette import MUTED
 from ui.safe_props import with_props
+from ui.state import app_services
 from ui.theme import frame
 from ui.widgets import demo_model_chip
 
@@ -88,7 +89,8 @@ def field_errors(exc: DomainError) -> tuple[str, str]:
 
 
 class LlmProfiles:
-    def __init__(self, workspace: WorkspacePublic) -> None:
+    def __init__(self, services: Services, workspace: WorkspacePublic) -> None:
+        self.services = services
         self.workspace = workspace
         with ui.card().classes(SECTION).mark("llm-profiles"):
             with section_header(
@@ -107,7 +109,7 @@ class LlmProfiles:
             self.list = ui.column().classes("w-full gap-0")
 
     async def refresh(self) -> None:
-        profiles = await run.io_bound(get_services().llm_profiles.list, self.workspace.id)
+        profiles = await run.io_bound(self.services.llm_profiles.list, self.workspace.id)
         self.note.clear()
         with self.note:
             ui.icon("info", color="amber-8")
@@ -161,14 +163,14 @@ class LlmProfiles:
                 ).mark(f"delete-{pid}")
 
     async def _default(self, profile_id: uuid.UUID) -> None:
-        await self._call(get_services().llm_profiles.update, profile_id, LlmProfileUpdate(is_default=True))
+        await self._call(self.services.llm_profiles.update, profile_id, LlmProfileUpdate(is_default=True))
 
     async def _delete(self, profile: LlmProfilePublic) -> None:
         warning = " It is the default: runs will use the offline demo model." if profile.is_default else ""
         if await confirm(
             f"Delete {profile.name}?", "Agents that name it will fail to start." + warning, "Delete", "confirm-delete"
         ):
-            await self._call(get_services().llm_profiles.delete, profile.id)
+            await self._call(self.services.llm_profiles.delete, profile.id)
             ui.notify(f"Profile {profile.name} deleted")
 
     async def _call(self, method: Callable[..., Any], *args: Any) -> None:
@@ -181,7 +183,7 @@ class LlmProfiles:
     async def _test(self, profile_id: uuid.UUID, button: ui.button, result: ui.label) -> None:
         button.props("loading")
         try:
-            outcome = await run.io_bound(get_services().runtime.test_llm_profile, profile_id, scope=self.workspace.id)
+            outcome = await run.io_bound(self.services.runtime.test_llm_profile, profile_id, scope=self.workspace.id)
         except DomainError as exc:
             outcome = {"ok": False, "message": str(exc)}
         finally:
@@ -250,7 +252,7 @@ class ProfileDialog:
             element.error = None
         values = {name: element.value for name, element in self.fields.items()}
         key = (values["api_key"] or "").strip()
-        services, scope = get_services(), self.section.workspace.id
+        services, scope = self.section.services, self.section.workspace.id
         try:
             if self.profile is None:
                 data: Any = LlmProfileCreate(
@@ -292,7 +294,8 @@ class ProfileDialog:
 
 
 class Tokens:
-    def __init__(self, workspace: WorkspacePublic) -> None:
+    def __init__(self, services: Services, workspace: WorkspacePublic) -> None:
+        self.services = services
         self.workspace = workspace
         with ui.card().classes(SECTION).mark("api-tokens"):
             with section_header(
@@ -306,7 +309,7 @@ class Tokens:
             self.list = ui.column().classes("w-full gap-0")
 
     async def refresh(self) -> None:
-        tokens = await run.io_bound(get_services().tokens.list, self.workspace.id)
+        tokens = await run.io_bound(self.services.tokens.list, self.workspace.id)
         self.list.clear()
         with self.list:
             if not tokens:
@@ -347,9 +350,7 @@ class Tokens:
 
             async def create() -> None:
                 try:
-                    token, secret = await run.io_bound(
-                        get_services().tokens.create, self.workspace.id, name.value or ""
-                    )
+                    token, secret = await run.io_bound(self.services.tokens.create, self.workspace.id, name.value or "")
                 except DomainError as exc:
                     name.error = str(exc)
                     return
@@ -399,7 +400,7 @@ class Tokens:
         ):
             return
         try:
-            await run.io_bound(get_services().tokens.revoke, token.id, scope=self.workspace.id)
+            await run.io_bound(self.services.tokens.revoke, token.id, scope=self.workspace.id)
         except DomainError as exc:
             ui.notify(str(exc), type="negative")
         else:
@@ -407,12 +408,12 @@ class Tokens:
         await self.refresh()
 
 
-def workspace_section(workspace: WorkspacePublic) -> None:
+def workspace_section(services: Services, workspace: WorkspacePublic) -> None:
     async def save(event: Any) -> None:
         enabled = bool(event.value)
         try:
             await run.io_bound(
-                get_services().workspaces.update, workspace.id, WorkspaceUpdate(settings={CODE_EXECUTION: enabled})
+                services.workspaces.update, workspace.id, WorkspaceUpdate(settings={CODE_EXECUTION: enabled})
             )
         except DomainError as exc:
             ui.notify(str(exc), type="negative")
@@ -438,7 +439,7 @@ def workspace_section(workspace: WorkspacePublic) -> None:
 @router.get("/settings/export/{workspace_id}", include_in_schema=False)
 def export_download(workspace_id: uuid.UUID) -> StreamingResponse:
     """The bundle, streamed as it is made (behind the dashboard login when a password is set)."""
-    services = get_services()
+    services = app_services()
     workspace = services.workspaces.get(workspace_id)
     return StreamingResponse(
         services.bundles.export_chunks(workspace.id),
@@ -454,7 +455,8 @@ class Bundles:
     written from its worker thread into `self.done`, which a timer copies to the progress bar
     (NiceGUI elements are touched on the event loop only)."""
 
-    def __init__(self, workspace: WorkspacePublic) -> None:
+    def __init__(self, services: Services, workspace: WorkspacePublic) -> None:
+        self.services = services
         self.workspace = workspace
         self.done = (0, 0)
         with ui.card().classes(SECTION).mark("bundles"):
@@ -498,7 +500,7 @@ class Bundles:
         self.progress.set_value(done / total if total else 0)
 
     async def imported(self, event: Any) -> None:
-        spool = get_services().settings.data_dir / "tmp"
+        spool = self.services.settings.data_dir / "tmp"
         spool.mkdir(parents=True, exist_ok=True)
         path = spool / f"upload-{uuid.uuid4().hex}.agentdeck"
         self.result.classes(remove="text-negative text-positive")
@@ -509,7 +511,7 @@ class Bundles:
             self.timer.activate()
             new_slug = (self.slug.value or "").strip() or None
             result = await run.io_bound(
-                get_services().bundles.import_file, path, new_slug, "user", progress=self._report
+                self.services.bundles.import_file, path, new_slug, "user", progress=self._report
             )
         except DomainError as exc:
             self.result.set_text(f"Not imported: {exc}")
@@ -530,10 +532,11 @@ class Bundles:
 
 @router.page("/settings")
 async def settings_page() -> None:
-    with frame("Settings") as workspace:
-        profiles = LlmProfiles(workspace)
-        tokens = Tokens(workspace)
-        workspace_section(workspace)
+    services = app_services()
+    with frame(services, "Settings") as workspace:
+        profiles = LlmProfiles(services, workspace)
+        tokens = Tokens(services, workspace)
+        workspace_section(services, workspace)
         await profiles.refresh()
         await tokens.refresh()
-        Bundles(workspace)
+        Bundles(services, workspace)

@@ -1,6 +1,6 @@
 """Team templates in the dashboard (issue 17): one-click teams and "save as template".
 
-- `team_offer(workspace)`: one button per template ("Create the software-company team", ...),
+- `team_offer(services, workspace, templates)`: one button per template ("Create the software-company team", ...),
   shown by the empty board and the empty runs page. A click creates the team and opens `/runs`
   with the team selected and the template's example idea, rounds and budget filled in.
 - `prefill(card, template, team)`: what `/runs?template=..&team=..` does to the start-run form.
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from core.errors import DomainError
 from core.schemas import AgentPublic, WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from core.templates import TemplateFromAgents, TemplatePublic
 from ui.components import validation_messages
 from ui.palette import MUTED
@@ -31,10 +31,10 @@ def button_label(template: TemplatePublic) -> str:
     return f"Create the {template.slug} team"
 
 
-async def create_team(workspace: WorkspacePublic, template: TemplatePublic) -> None:
+async def create_team(services: Services, workspace: WorkspacePublic, template: TemplatePublic) -> None:
     """Instantiate `template` in the workspace, then open the start-run form with the team."""
     try:
-        agents = await run.io_bound(get_services().templates.instantiate, template.slug, workspace.id, actor=ACTOR)
+        agents = await run.io_bound(services.templates.instantiate, template.slug, workspace.id, actor=ACTOR)
     except DomainError as exc:
         ui.notify(str(exc), type="negative", multi_line=True)
         return
@@ -45,7 +45,7 @@ async def create_team(workspace: WorkspacePublic, template: TemplatePublic) -> N
     ui.navigate.to(f"/runs?template={template.slug}&team={team}")
 
 
-def team_offer(workspace: WorkspacePublic, templates: list[TemplatePublic]) -> ui.column:
+def team_offer(services: Services, workspace: WorkspacePublic, templates: list[TemplatePublic]) -> ui.column:
     """The one-click teams: a button per template, with its members listed under it."""
     with ui.column().classes("items-center gap-2 w-full").mark("team-offer") as column:
         ui.label("Or start with a ready-made team, then run it on an example idea:").classes(f"text-sm {MUTED}")
@@ -54,7 +54,7 @@ def team_offer(workspace: WorkspacePublic, templates: list[TemplatePublic]) -> u
                 members = ", ".join(m.name for m in template.members)
 
                 async def create(t: TemplatePublic = template) -> None:
-                    await create_team(workspace, t)
+                    await create_team(services, workspace, t)
 
                 button = (
                     ui.button(button_label(template), icon="groups", on_click=create)
@@ -83,6 +83,7 @@ class SaveTemplateDialog:
 
     def __init__(
         self,
+        services: Services,
         workspace: WorkspacePublic,
         agent_ids: Callable[[], list[uuid.UUID]] | None = None,
         *,
@@ -92,6 +93,7 @@ class SaveTemplateDialog:
         idea: str = "",
         on_saved: Callable[[TemplatePublic], Any] | None = None,
     ) -> None:
+        self.services = services
         self.workspace = workspace
         self.picker: ui.select | None = None
         self.agent_ids = agent_ids or self._picked
@@ -146,7 +148,7 @@ class SaveTemplateDialog:
                 ui.notify("Choose between 1 and 12 agents", type="warning")
             return
         try:
-            saved = await run.io_bound(get_services().templates.create_from_agents, self.workspace.id, data)
+            saved = await run.io_bound(self.services.templates.create_from_agents, self.workspace.id, data)
         except DomainError as exc:
             ui.notify(str(exc), type="negative", multi_line=True)
             return

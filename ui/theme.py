@@ -1,4 +1,4 @@
-"""The page frame every dashboard page uses: `with frame('Agents'): ...` (one look, defined once).
+"""The page frame every dashboard page uses: `with frame(services, 'Agents'): ...` (one look, defined once).
 
 Header: menu button (narrow screens), the AgentDeck name, the workspace switcher with a "new
 workspace" button, the dark-mode toggle and, when a password is configured, a logout button.
@@ -14,7 +14,7 @@ from typing import NamedTuple
 from nicegui import app, context, ui
 
 from core.schemas import WorkspacePublic
-from core.services import get_services
+from core.services import Services
 from core.version import VERSION
 from ui.components import new_workspace_dialog, workspace_switcher
 from ui.inputs import pending_inputs_button
@@ -75,17 +75,17 @@ def brand(size: str = "text-xl", *, compact: bool = False) -> None:
 
 
 @contextmanager
-def frame(title: str) -> Iterator[WorkspacePublic]:
+def frame(services: Services, title: str) -> Iterator[WorkspacePublic]:
     """Build the shell, then yield the current workspace inside the main content column:
 
-    with frame("Runs") as workspace:
+    with frame(services, "Runs") as workspace:
         ...  # the page's own elements, scoped to workspace.id
     """
     dark = apply_theme()
     ui.page_title(f"{title} · AgentDeck")
-    workspace = current_workspace()
-    workspaces = get_services().workspaces.list()
-    create_dialog = new_workspace_dialog()
+    workspace = current_workspace(services)
+    workspaces = services.workspaces.list()
+    create_dialog = new_workspace_dialog(services)
 
     with ui.header(elevated=False, wrap=False).classes(
         "items-center gap-2 px-3 py-2 bg-[#fff] text-slate-900 border-b border-slate-200 "
@@ -101,9 +101,9 @@ def frame(title: str) -> Iterator[WorkspacePublic]:
         ui.button(icon="add", on_click=create_dialog.open).props("flat round dense").tooltip("New workspace").mark(
             "new-workspace"
         )
-        pending_inputs_button(workspace.id)
+        pending_inputs_button(services, workspace.id)
         _dark_mode_button(dark)
-        if get_services().settings.password:
+        if services.settings.password:
             ui.button(icon="logout", on_click=lambda: ui.navigate.to("/logout")).props(
                 'flat round dense aria-label="Log out"'
             ).tooltip("Log out").mark("logout")

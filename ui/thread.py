@@ -33,7 +33,7 @@ from core.event_schema import AgentActivity, LlmToken
 from core.events import EventOut, EventType
 from core.messages import MessagePublic, thread_cursor
 from core.schemas import AgentPublic
-from core.services import get_services
+from core.services import Services
 from ui.format import markup, message_header
 from ui.safe_props import with_props
 from ui.widgets import safe_markdown
@@ -99,7 +99,8 @@ def _message_of(event: EventOut) -> MessagePublic:
 class MessageThread:
     """The thread of one agent for one browser client. Call `build()` inside a container."""
 
-    def __init__(self, agent: AgentPublic, scope: uuid.UUID) -> None:
+    def __init__(self, services: Services, agent: AgentPublic, scope: uuid.UUID) -> None:
+        self.services = services
         self.agent = agent
         self.scope = scope
         self.rendered: deque[tuple[int, ui.element]] = deque()
@@ -182,13 +183,13 @@ class MessageThread:
         self.set_status(self.agent.status, self.agent.allowed_transitions)
 
     async def _say_why_busy(self) -> None:
-        answering = await run.io_bound(get_services().runtime.chat_in_progress, self.agent.id)
+        answering = await run.io_bound(self.services.runtime.chat_in_progress, self.agent.id)
         if self.agent.status == "busy" and not self.idle_text.is_deleted:
             self.idle_text.text = ANSWERING if answering else BUSY_IN_A_RUN
 
     # -- loading ---------------------------------------------------------------------------
     async def load_latest(self) -> None:
-        page = await run.io_bound(get_services().messages.list, self.agent.id, scope=self.scope, limit=PAGE_SIZE)
+        page = await run.io_bound(self.services.messages.list, self.agent.id, scope=self.scope, limit=PAGE_SIZE)
         self.messages.clear()
         self.rendered.clear()
         for message in reversed(page.items):
@@ -213,7 +214,7 @@ class MessageThread:
         self.loading = True
         try:
             page = await run.io_bound(
-                get_services().messages.list,
+                self.services.messages.list,
                 self.agent.id,
                 scope=self.scope,
                 limit=PAGE_SIZE,
@@ -362,7 +363,7 @@ class MessageThread:
         self.send_error.set_visibility(False)
         try:
             message = await run.io_bound(
-                get_services().runtime.send_message, self.agent.id, text, actor="user", scope=self.scope
+                self.services.runtime.send_message, self.agent.id, text, actor="user", scope=self.scope
             )
         except DomainError as exc:
             self.send_error.text = f"Not sent: {exc}"

@@ -7,7 +7,6 @@ fresh database before `user` starts the app (autouse fixtures are set up first).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,8 +14,6 @@ import pytest
 from nicegui.testing.general_fixtures import get_path_to_main_file
 from nicegui.testing.user import User
 from nicegui.testing.user_simulation import user_simulation
-
-from core.services import get_services
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +69,9 @@ def ui_environment(
     saved = _app.router.lifespan_context
     yield
     _app.router.lifespan_context = saved
-    # The app the `user` fixture ran is gone; close its connection pool (PostgreSQL counts them).
-    with contextlib.suppress(RuntimeError):
-        get_services().db.dispose()
+    # The app the `user` fixture ran is gone: close its connection pool (PostgreSQL counts them) and
+    # take its services off the app, so nothing of a later test can reach them.
+    services = getattr(_app.state, "services", None)
+    if services is not None:
+        services.db.dispose()
+        del _app.state.services

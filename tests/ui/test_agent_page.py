@@ -17,7 +17,7 @@ from nicegui.testing import User
 from core.context import ContextUpdate
 from core.events import EventType
 from core.schemas import AgentCreate, AgentPublic, AgentUpdate, WorkspaceCreate, WorkspacePublic
-from core.services import get_services
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 
 
@@ -42,12 +42,12 @@ def visible(element: ui.element) -> bool:
 
 
 def workspace(slug: str = "alpha") -> WorkspacePublic:
-    return get_services().workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
+    return app_services().workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
 
 
 def make_agent(ws: WorkspacePublic | None = None, name: str = "scout", **fields: object) -> AgentPublic:
     ws = ws or workspace()
-    return get_services().agents.create(
+    return app_services().agents.create(
         AgentCreate(workspace_id=ws.id, definition="assistant", name=name, **fields)  # type: ignore[arg-type]
     )
 
@@ -59,7 +59,7 @@ def rendered_seqs(user: User) -> list[int]:
 
 
 def seed_thread(agent: AgentPublic, count: int) -> None:
-    messages = get_services().messages
+    messages = app_services().messages
     for i in range(1, count + 1):
         sender, role = ("user", "user") if i % 2 else (agent.name, "assistant")
         messages.append(agent.id, f"message number {i}", sender=sender, role=role)
@@ -99,8 +99,8 @@ async def test_a_config_edit_is_saved(user: User) -> None:
     editor = only(user, "config-editor")
     editor.value = json.dumps({"system_prompt": "Be brief.", "temperature": 0.2})  # type: ignore[attr-defined]
     user.find(marker="config-save").click()
-    await eventually(lambda: get_services().agents.get(agent.id).config.get("system_prompt") == "Be brief.")
-    assert get_services().agents.get(agent.id).config["temperature"] == 0.2
+    await eventually(lambda: app_services().agents.get(agent.id).config.get("system_prompt") == "Be brief.")
+    assert app_services().agents.get(agent.id).config["temperature"] == 0.2
     await user.should_see("Config saved")
 
 
@@ -110,7 +110,7 @@ async def test_invalid_json_config_shows_the_syntax_error_and_saves_nothing(user
     only(user, "config-editor").value = '{"system_prompt": "x",'  # type: ignore[attr-defined]
     user.find(marker="config-save").click()
     await user.should_see("Not valid JSON")
-    after = get_services().agents.get(agent.id)
+    after = app_services().agents.get(agent.id)
     assert after.lock_version == agent.lock_version and after.config == agent.config
     assert only(user, "config-editor").value == '{"system_prompt": "x",'  # type: ignore[attr-defined]
 
@@ -123,16 +123,16 @@ async def test_a_schema_invalid_config_shows_each_path_and_saves_nothing(user: U
     await eventually(lambda: count(user, "config-error") >= 2)
     errors = " ".join(el.text for el in user.find(marker="config-error").elements)  # type: ignore[attr-defined]
     assert "temperature" in errors and "system_prompt" in errors
-    assert get_services().agents.get(agent.id).lock_version == agent.lock_version
+    assert app_services().agents.get(agent.id).lock_version == agent.lock_version
 
 
 async def test_a_status_change_meanwhile_does_not_block_a_config_save(user: User) -> None:
     agent = make_agent()
     await user.open(f"/agents/{agent.id}")
-    get_services().agents.set_status(agent.id, "active")  # bumps lock_version; the config is untouched
+    app_services().agents.set_status(agent.id, "active")  # bumps lock_version; the config is untouched
     only(user, "config-editor").value = json.dumps({"system_prompt": "Still saved."})  # type: ignore[attr-defined]
     user.find(marker="config-save").click()
-    await eventually(lambda: get_services().agents.get(agent.id).config["system_prompt"] == "Still saved.")
+    await eventually(lambda: app_services().agents.get(agent.id).config["system_prompt"] == "Still saved.")
 
 
 async def test_a_concurrent_config_change_is_a_conflict_that_keeps_my_text(user: User) -> None:
@@ -140,14 +140,14 @@ async def test_a_concurrent_config_change_is_a_conflict_that_keeps_my_text(user:
     await user.open(f"/agents/{agent.id}")
     mine = json.dumps({"system_prompt": "Mine."})
     only(user, "config-editor").value = mine  # type: ignore[attr-defined]
-    get_services().agents.update(agent.id, AgentUpdate(config={"system_prompt": "Theirs."}))
+    app_services().agents.update(agent.id, AgentUpdate(config={"system_prompt": "Theirs."}))
     user.find(marker="config-save").click()
     await eventually(lambda: visible(only(user, "config-conflict")))
     assert only(user, "config-editor").value == mine  # type: ignore[attr-defined]
-    assert get_services().agents.get(agent.id).config["system_prompt"] == "Theirs."
+    assert app_services().agents.get(agent.id).config["system_prompt"] == "Theirs."
 
     user.find(marker="config-overwrite").click()
-    await eventually(lambda: get_services().agents.get(agent.id).config["system_prompt"] == "Mine.")
+    await eventually(lambda: app_services().agents.get(agent.id).config["system_prompt"] == "Mine.")
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ async def test_status_buttons_are_exactly_the_allowed_transitions_and_a_change_u
     await eventually(lambda: only(user, "agent-status").text == "active")  # type: ignore[attr-defined]
     await eventually(lambda: count(user, "status-change") == 2)
     assert "go time" in only(user, "status-reason").text  # type: ignore[attr-defined]
-    active = get_services().agents.get(agent.id)
+    active = app_services().agents.get(agent.id)
     assert active.status == "active"
     await eventually(lambda: len(transition_buttons(user)) == len(active.allowed_transitions))
     assert {m for el in user.find(marker="status-to").elements for m in el._markers if m != "status-to"} == {
@@ -180,24 +180,24 @@ async def test_status_buttons_are_exactly_the_allowed_transitions_and_a_change_u
 async def test_a_refused_transition_shows_why(user: User) -> None:
     agent = make_agent()
     await user.open(f"/agents/{agent.id}")
-    get_services().agents.set_status(agent.id, "offline")  # the page still shows idle's buttons
+    app_services().agents.set_status(agent.id, "offline")  # the page still shows idle's buttons
     user.find(marker="status-to-error").click()
     await user.should_see("Refused")
     await user.should_see("allowed")
-    assert get_services().agents.get(agent.id).status == "offline"
+    assert app_services().agents.get(agent.id).status == "offline"
 
 
 async def test_status_history_grows_live(user: User) -> None:
     agent = make_agent()
     await user.open(f"/agents/{agent.id}")
-    get_services().agents.set_status(agent.id, "active", reason="from elsewhere")
+    app_services().agents.set_status(agent.id, "active", reason="from elsewhere")
     await eventually(lambda: count(user, "status-change") == 2)
     await eventually(lambda: only(user, "agent-status").text == "active")  # type: ignore[attr-defined]
 
 
 async def test_status_history_is_paged_newest_first(user: User) -> None:
     agent = make_agent()
-    agents = get_services().agents
+    agents = app_services().agents
     for i in range(12):  # 1 + 24 changes: more than a page of 20
         agents.set_status(agent.id, "active", reason=f"round {i}")
         agents.set_status(agent.id, "idle", reason=f"round {i}")
@@ -213,7 +213,7 @@ async def test_status_history_is_paged_newest_first(user: User) -> None:
 async def test_a_deleted_agent_says_so_instead_of_breaking(user: User) -> None:
     agent = make_agent()
     await user.open(f"/agents/{agent.id}")
-    get_services().agents.delete(agent.id)
+    app_services().agents.delete(agent.id)
     await eventually(lambda: visible(only(user, "agent-deleted")))
     user.find(marker="composer").type("anyone there?")
     user.find(marker="composer-send").click()
@@ -225,7 +225,7 @@ async def test_a_deleted_agent_says_so_instead_of_breaking(user: User) -> None:
 async def test_the_version_list_is_paged_newest_first(user: User) -> None:
     agent = make_agent(context={"n": 0})
     for n in range(1, 25):
-        get_services().contexts.update(agent.id, ContextUpdate(data={"n": n}))
+        app_services().contexts.update(agent.id, ContextUpdate(data={"n": n}))
     await user.open(f"/agents/{agent.id}")
     assert count(user, "context-versions") == 1
     rows = list(only(user, "context-versions").default_slot.children)
@@ -241,9 +241,9 @@ async def test_a_context_edit_creates_a_version(user: User) -> None:
     only(user, "context-editor").value = json.dumps({"goal": "ship"})  # type: ignore[attr-defined]
     only(user, "context-reason").value = "new plan"  # type: ignore[attr-defined]
     user.find(marker="context-save").click()
-    await eventually(lambda: get_services().contexts.get(agent.id).version == 2)
-    assert get_services().contexts.get(agent.id).data == {"goal": "ship"}
-    version = get_services().contexts.version(agent.id, 2)
+    await eventually(lambda: app_services().contexts.get(agent.id).version == 2)
+    assert app_services().contexts.get(agent.id).data == {"goal": "ship"}
+    version = app_services().contexts.version(agent.id, 2)
     assert (version.author, version.reason) == ("user", "new plan")
     await user.should_see(marker="version-2")
     assert only(user, "context-version").text == "version 2"  # type: ignore[attr-defined]
@@ -255,7 +255,7 @@ async def test_a_merge_patch_edit_merges(user: User) -> None:
     only(user, "context-mode").value = "patch"  # type: ignore[attr-defined]
     only(user, "context-editor").value = json.dumps({"drop": None, "add": 3})  # type: ignore[attr-defined]
     user.find(marker="context-save").click()
-    await eventually(lambda: get_services().contexts.get(agent.id).data == {"keep": 1, "add": 3})
+    await eventually(lambda: app_services().contexts.get(agent.id).data == {"keep": 1, "add": 3})
 
 
 async def test_invalid_context_json_is_shown_and_nothing_is_saved(user: User) -> None:
@@ -267,7 +267,7 @@ async def test_invalid_context_json_is_shown_and_nothing_is_saved(user: User) ->
     only(user, "context-editor").value = "{oops"  # type: ignore[attr-defined]
     user.find(marker="context-save").click()
     await user.should_see("Not valid JSON")
-    assert get_services().contexts.get(agent.id).version == 1
+    assert app_services().contexts.get(agent.id).version == 1
 
 
 async def test_two_users_editing_the_same_context_the_second_save_is_a_conflict_that_keeps_the_text(
@@ -282,18 +282,18 @@ async def test_two_users_editing_the_same_context_the_second_save_is_a_conflict_
     only(other, "context-editor").value = mine  # type: ignore[attr-defined]
     only(user, "context-editor").value = json.dumps({"goal": "theirs"})  # type: ignore[attr-defined]
     user.find(marker="context-save").click()
-    await eventually(lambda: get_services().contexts.get(agent.id).version == 2)
+    await eventually(lambda: app_services().contexts.get(agent.id).version == 2)
 
     other.find(marker="context-save").click()
     await eventually(lambda: visible(only(other, "context-conflict")))
     conflict = only(other, "context-conflict")
     assert "version 2" in " ".join(el.text for el in conflict.descendants() if isinstance(el, ui.label))
     assert only(other, "context-editor").value == mine  # type: ignore[attr-defined]
-    assert get_services().contexts.get(agent.id).data == {"goal": "theirs"}
+    assert app_services().contexts.get(agent.id).data == {"goal": "theirs"}
 
     other.find(marker="context-overwrite").click()
-    await eventually(lambda: get_services().contexts.get(agent.id).version == 3)
-    assert get_services().contexts.get(agent.id).data == {"goal": "mine"}
+    await eventually(lambda: app_services().contexts.get(agent.id).version == 3)
+    assert app_services().contexts.get(agent.id).data == {"goal": "mine"}
 
 
 async def test_a_live_update_never_clobbers_unsaved_edits(user: User) -> None:
@@ -301,7 +301,7 @@ async def test_a_live_update_never_clobbers_unsaved_edits(user: User) -> None:
     await user.open(f"/agents/{agent.id}")
     draft = '{"n": 100, "draft": true}'
     only(user, "context-editor").value = draft  # type: ignore[attr-defined]
-    get_services().contexts.update(agent.id, ContextUpdate(data={"n": 2}), actor="agent:scout")
+    app_services().contexts.update(agent.id, ContextUpdate(data={"n": 2}), actor="agent:scout")
     await eventually(lambda: visible(only(user, "context-newer")))
     assert only(user, "context-editor").value == draft  # type: ignore[attr-defined]
     await eventually(lambda: only(user, "context-version").text == "version 2")  # type: ignore[attr-defined]
@@ -311,14 +311,14 @@ async def test_a_live_update_never_clobbers_unsaved_edits(user: User) -> None:
 async def test_a_live_update_reloads_an_editor_without_edits(user: User) -> None:
     agent = make_agent(context={"n": 1})
     await user.open(f"/agents/{agent.id}")
-    get_services().contexts.update(agent.id, ContextUpdate(data={"n": 2}), actor="agent:scout")
+    app_services().contexts.update(agent.id, ContextUpdate(data={"n": 2}), actor="agent:scout")
     await eventually(lambda: json.loads(only(user, "context-editor").value) == {"n": 2})  # type: ignore[attr-defined]
     assert not visible(only(user, "context-newer"))
 
 
 async def test_rollback_through_the_dialog_writes_a_new_version_equal_to_the_target(user: User) -> None:
     agent = make_agent(context={"step": 1})
-    contexts = get_services().contexts
+    contexts = app_services().contexts
     contexts.update(agent.id, ContextUpdate(data={"step": 2}))
     contexts.update(agent.id, ContextUpdate(data={"step": 3, "bad": True}))
     await user.open(f"/agents/{agent.id}")
@@ -333,7 +333,7 @@ async def test_rollback_through_the_dialog_writes_a_new_version_equal_to_the_tar
 
 async def test_the_diff_of_two_versions_shows_the_changed_paths(user: User) -> None:
     agent = make_agent(context={"a": 1, "b": {"c": 2}, "gone": True})
-    get_services().contexts.update(agent.id, ContextUpdate(data={"a": 1, "b": {"c": 3}, "d": 4}))
+    app_services().contexts.update(agent.id, ContextUpdate(data={"a": 1, "b": {"c": 3}, "d": 4}))
     await user.open(f"/agents/{agent.id}")
     user.find(marker="diff-2").click()
     await eventually(lambda: visible(only(user, "context-diff")))
@@ -386,7 +386,7 @@ async def test_past_the_render_cap_the_newest_are_dropped_and_jump_to_latest_bri
     await eventually(lambda: rendered_seqs(user) == list(range(41, 91)))
     await eventually(lambda: visible(only(user, "thread-jump-latest")))
 
-    get_services().messages.append(agent.id, "arrived while reading old pages", sender="scout", role="assistant")
+    app_services().messages.append(agent.id, "arrived while reading old pages", sender="scout", role="assistant")
     await eventually(lambda: "1 new" in only(user, "thread-jump-latest").text)  # type: ignore[attr-defined]
     assert 101 not in rendered_seqs(user)
 
@@ -399,7 +399,7 @@ async def test_a_live_agent_message_appears_without_reload(user: User) -> None:
     agent = make_agent()
     seed_thread(agent, 3)
     await user.open(f"/agents/{agent.id}")
-    get_services().messages.append(agent.id, "fresh from the agent", sender="scout", role="assistant")
+    app_services().messages.append(agent.id, "fresh from the agent", sender="scout", role="assistant")
     await eventually(lambda: rendered_seqs(user) == [1, 2, 3, 4])
     await user.should_see("fresh from the agent")
 
@@ -411,8 +411,8 @@ async def test_sending_a_message_stores_it_and_an_idle_agent_says_how_to_get_ans
     await user.should_see("activate it to get answers")
     user.find(marker="composer").type("hello there")
     user.find(marker="composer").trigger("keydown.enter.exact.prevent")
-    await eventually(lambda: get_services().messages.count(agent.id) == 1)
-    stored = get_services().messages.list(agent.id).items[0]
+    await eventually(lambda: app_services().messages.count(agent.id) == 1)
+    stored = app_services().messages.list(agent.id).items[0]
     assert (stored.content, stored.role, stored.sender) == ("hello there", "user", "user")
     await eventually(lambda: only(user, "composer").value == "")  # type: ignore[attr-defined]
     await eventually(lambda: rendered_seqs(user) == [1])
@@ -421,20 +421,20 @@ async def test_sending_a_message_stores_it_and_an_idle_agent_says_how_to_get_ans
 async def test_a_message_that_is_too_long_shows_the_error_and_keeps_the_text(user: User) -> None:
     agent = make_agent()
     await user.open(f"/agents/{agent.id}")
-    text = "x" * (get_services().messages.max_content_chars + 1)
+    text = "x" * (app_services().messages.max_content_chars + 1)
     only(user, "composer").value = text  # type: ignore[attr-defined]
     user.find(marker="composer-send").click()
     await eventually(lambda: visible(only(user, "composer-error")))
     assert "limit" in only(user, "composer-error").text  # type: ignore[attr-defined]
     assert only(user, "composer").value == text  # type: ignore[attr-defined]
     assert only(user, "composer").enabled
-    assert get_services().messages.count(agent.id) == 0
+    assert app_services().messages.count(agent.id) == 0
 
 
 async def test_agent_output_with_html_renders_inert(user: User) -> None:
     agent = make_agent()
     payload = "Look <img src=x onerror=alert(1)> and <script>alert(2)</script> **bold** [x](javascript:alert(3))"
-    get_services().messages.append(agent.id, payload, sender="scout", role="assistant")
+    app_services().messages.append(agent.id, payload, sender="scout", role="assistant")
     await user.open(f"/agents/{agent.id}")
     content = only(user, "message-content")
     html = content.props["innerHTML"]
@@ -447,7 +447,7 @@ async def test_agent_output_with_html_renders_inert(user: User) -> None:
 
 async def test_single_newlines_in_agent_output_are_line_breaks(user: User) -> None:
     agent = make_agent()
-    get_services().messages.append(agent.id, "app.py\nmain.py\n\n- a\n- b", sender="scout", role="assistant")
+    app_services().messages.append(agent.id, "app.py\nmain.py\n\n- a\n- b", sender="scout", role="assistant")
     await user.open(f"/agents/{agent.id}")
     html = only(user, "message-content").props["innerHTML"]
     assert "app.py<br>" in html and "main.py" in html
@@ -457,7 +457,7 @@ async def test_single_newlines_in_agent_output_are_line_breaks(user: User) -> No
 async def test_a_live_llm_stream_shows_a_typing_bubble_replaced_by_the_reply(user: User) -> None:
     agent = make_agent()
     await user.open(f"/agents/{agent.id}")
-    bus = get_services().bus
+    bus = app_services().bus
     for chunk in ("Hel", "lo ", "there"):
         bus.publish_ephemeral(
             EventType.LLM_TOKEN, agent.workspace_id, {"text": chunk, "agent_name": "scout"}, agent_id=agent.id
@@ -465,7 +465,7 @@ async def test_a_live_llm_stream_shows_a_typing_bubble_replaced_by_the_reply(use
     typing = only(user, "thread-typing")
     await eventually(lambda: visible(typing))
     await eventually(lambda: "Hello there" in [el.text for el in typing.descendants() if isinstance(el, ui.label)])
-    get_services().messages.append(agent.id, "Hello there", sender="scout", role="assistant")
+    app_services().messages.append(agent.id, "Hello there", sender="scout", role="assistant")
     await eventually(lambda: not visible(typing))
     await eventually(lambda: rendered_seqs(user) == [1])
 
@@ -473,7 +473,7 @@ async def test_a_live_llm_stream_shows_a_typing_bubble_replaced_by_the_reply(use
 @pytest.mark.slow
 async def test_an_active_assistant_answers_live_with_the_demo_model(user: User) -> None:
     agent = make_agent()
-    services = get_services()
+    services = app_services()
     await asyncio.to_thread(services.runtime.ensure_ready)  # the first MetaGPT import takes a while
     services.agents.activate(agent.id)
     await user.open(f"/agents/{agent.id}")
@@ -501,7 +501,7 @@ async def test_json_editors_follow_the_dark_mode_toggle_without_a_reload(user: U
 
 async def test_a_busy_agent_without_a_chat_says_a_message_now_is_kept_but_not_answered(user: User) -> None:
     agent = make_agent()
-    services = get_services()
+    services = app_services()
     services.agents.activate(agent.id)
     services.agents.set_status(agent.id, "busy", reason="team run")  # busy in a run, not answering chat
     await user.open(f"/agents/{agent.id}")

@@ -20,9 +20,9 @@ from nicegui.testing import User
 import ui.analytics as page
 import ui.analytics_charts as charts
 from core.schemas import AgentCreate, WorkspaceCreate
-from core.services import get_services
 from storage.types import utcnow
 from tests.test_analytics import History, write_history
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 
 CHARTS = ("messages", "busiest", "status", "spend", "cost", "errors", "runs", "run-cost")
@@ -53,9 +53,9 @@ async def history_of_the_last_day() -> History:
     the future) lies in the last 7 days. Written once the services have started: the runtime's
     start-up sweep marks runs left `running` without a workflow interrupted, and this history's
     hand-written running run must not race it."""
-    await eventually(lambda: get_services().ready, timeout=60)
+    await eventually(lambda: app_services().ready, timeout=60)
     t0 = utcnow().replace(microsecond=0) - timedelta(hours=25)
-    return write_history(get_services(), t0)
+    return write_history(app_services(), t0)
 
 
 async def open_loaded(user: User) -> None:
@@ -143,7 +143,7 @@ async def test_a_custom_range_shows_only_those_days(user: User) -> None:
 
 
 async def test_an_empty_workspace_shows_a_friendly_empty_state(user: User) -> None:
-    get_services().workspaces.create(WorkspaceCreate(slug="empty", name="Empty"))
+    app_services().workspaces.create(WorkspaceCreate(slug="empty", name="Empty"))
     await user.open("/analytics")
     await user.should_see("Nothing to chart yet")
     await user.should_see("Go to agents")
@@ -154,7 +154,7 @@ async def test_an_empty_workspace_shows_a_friendly_empty_state(user: User) -> No
 async def test_events_update_the_charts_live_but_throttled(user: User, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(page, "THROTTLE_SECONDS", 0.5)
     history = await history_of_the_last_day()
-    services = get_services()
+    services = app_services()
     loads: list[int] = []
     original = services.analytics.dashboard
 
@@ -271,7 +271,7 @@ def test_the_page_draws_every_chart_in_chromium(tmp_path: Path) -> None:
 
 async def test_names_are_shown_as_text_not_markup(user: User) -> None:
     """Plotly renders labels as pseudo-HTML: an agent named with tags shows the tags as text."""
-    services = get_services()
+    services = app_services()
     ws = services.workspaces.create(WorkspaceCreate(slug="markup", name="Markup"))
     agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="<b>Mallory</b>"))
     services.messages.append(agent.id, "hello")
@@ -283,7 +283,7 @@ async def test_names_are_shown_as_text_not_markup(user: User) -> None:
 async def test_a_new_agent_joins_the_agent_filter_live(user: User) -> None:
     history = await history_of_the_last_day()
     await open_loaded(user)
-    agent = get_services().agents.create(AgentCreate(workspace_id=history.a, definition="assistant", name="Newcomer"))
+    agent = app_services().agents.create(AgentCreate(workspace_id=history.a, definition="assistant", name="Newcomer"))
     await eventually(lambda: only(user, "agent-filter").options.get(str(agent.id)) == "Newcomer")
-    get_services().agents.delete(agent.id)
+    app_services().agents.delete(agent.id)
     await eventually(lambda: str(agent.id) not in only(user, "agent-filter").options)

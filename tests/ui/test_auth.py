@@ -9,7 +9,7 @@ import pytest
 from nicegui import ui
 from nicegui.testing import User
 
-from core.services import get_services
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 from ui.auth import safe_target
 
@@ -68,7 +68,7 @@ async def test_logout_ends_the_session(user: User) -> None:
 
 async def test_api_assets_and_login_need_no_dashboard_login(user: User) -> None:
     # /api/health is 503 until the app's startup handlers have run (they run as tasks).
-    await eventually(lambda: get_services().ready, timeout=60)
+    await eventually(lambda: app_services().ready, timeout=60)
     health = await user.http_client.get("/api/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
@@ -118,13 +118,14 @@ async def test_the_login_page_sends_a_logged_in_user_on(user: User) -> None:
 
 async def test_wrong_guesses_are_throttled_per_address_without_locking_out_others(user: User) -> None:
     auth = sys.modules["ui.auth"]  # the module main.py imported for this app, not a stale copy
+    settings = app_services().settings
     attacker, owner = "203.0.113.7", "198.51.100.2"
     for _ in range(10):  # the default limit: 10 wrong passwords a minute per address
-        assert await auth.check_password("guess", attacker) is False
+        assert await auth.check_password(settings, "guess", attacker) is False
     with pytest.raises(auth.TooManyAttempts):
-        await auth.check_password(PASSWORD, attacker)  # even the right one, from there, for now
-    assert await auth.check_password(PASSWORD, owner) is True  # the real user is not locked out
-    assert await auth.check_password("typo", owner) is False
+        await auth.check_password(settings, PASSWORD, attacker)  # even the right one, from there, for now
+    assert await auth.check_password(settings, PASSWORD, owner) is True  # the real user is not locked out
+    assert await auth.check_password(settings, "typo", owner) is False
 
 
 async def test_docs_and_the_schema_need_the_login(user: User) -> None:

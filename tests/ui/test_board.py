@@ -11,7 +11,7 @@ from nicegui import ui
 from nicegui.testing import User
 
 from core.schemas import AgentCreate, AgentUpdate, ProjectCreate, WorkspaceCreate, WorkspacePublic
-from core.services import get_services
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 from ui.board import PAGE_SIZE
 from ui.widgets import STATUS_COLORS
@@ -24,11 +24,11 @@ def only(user: User, marker: str) -> ui.element:
 
 
 def workspace(slug: str = "team") -> WorkspacePublic:
-    return get_services().workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
+    return app_services().workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
 
 
 def add_agent(ws: WorkspacePublic, name: str, definition: str = "assistant", **fields: object):  # type: ignore[no-untyped-def]
-    return get_services().agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name, **fields))  # type: ignore[arg-type]
+    return app_services().agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name, **fields))  # type: ignore[arg-type]
 
 
 def cards(user: User) -> int:
@@ -75,7 +75,7 @@ async def test_the_board_shows_every_agent_with_a_coloured_status_badge(user: Us
     ws = workspace()
     pm = add_agent(ws, "Alice", "product-manager")
     bot = add_agent(ws, "Helper")
-    get_services().agents.set_status(bot.id, "active", reason="warmed up")
+    app_services().agents.set_status(bot.id, "active", reason="warmed up")
 
     await user.open("/")
     await user.should_see("Alice")
@@ -97,11 +97,11 @@ async def test_an_empty_workspace_invites_to_create_an_agent(user: User) -> None
 
 async def test_filters_narrow_the_board_by_status_project_and_name(user: User) -> None:
     ws = workspace()
-    project = get_services().workspaces.create_project(ws.id, ProjectCreate(slug="site", name="Website"))
+    project = app_services().workspaces.create_project(ws.id, ProjectCreate(slug="site", name="Website"))
     alice = add_agent(ws, "Alice", project_id=project.id)
     bob = add_agent(ws, "Bob")
     carol = add_agent(ws, "Carol")
-    get_services().agents.set_status(bob.id, "offline")
+    app_services().agents.set_status(bob.id, "offline")
 
     await user.open("/")
     await eventually(lambda: cards(user) == 3)
@@ -157,7 +157,7 @@ async def test_the_create_dialog_creates_an_agent_with_the_definition_defaults(u
     user.find(marker="new-agent-create").click()
 
     await user.should_see("Agent Scribe created")
-    page = get_services().agents.list(ws.id)
+    page = app_services().agents.list(ws.id)
     assert [a.name for a in page.items] == ["Scribe"]
     assert page.items[0].config["system_prompt"] == "You are a helpful assistant."
     await user.should_see(marker=f"agent-{page.items[0].id}")
@@ -174,7 +174,7 @@ async def test_invalid_json_in_the_config_is_explained_and_creates_nothing(user:
 
     error = only(user, "new-agent-config-error")
     await eventually(lambda: "Invalid JSON" in error.text)  # type: ignore[attr-defined]
-    assert get_services().agents.list(ws.id).items == []
+    assert app_services().agents.list(ws.id).items == []
 
 
 async def test_a_config_that_is_not_an_object_is_explained_on_the_config_and_creates_nothing(user: User) -> None:
@@ -189,7 +189,7 @@ async def test_a_config_that_is_not_an_object_is_explained_on_the_config_and_cre
     error = only(user, "new-agent-config-error")
     await eventually(lambda: "config must be a JSON object" in error.text)  # type: ignore[attr-defined]
     assert only(user, "new-agent-name").error is None  # type: ignore[attr-defined]  # the field core named
-    assert get_services().agents.list(ws.id).items == []
+    assert app_services().agents.list(ws.id).items == []
 
 
 async def test_a_config_the_schema_refuses_is_explained_and_creates_nothing(user: User) -> None:
@@ -205,7 +205,7 @@ async def test_a_config_the_schema_refuses_is_explained_and_creates_nothing(user
     error = only(user, "new-agent-config-error")
     await eventually(lambda: "temperature" in error.text)  # type: ignore[attr-defined]
     assert "7 is greater than the maximum of 2" in error.text  # type: ignore[attr-defined]
-    assert get_services().agents.list(ws.id).items == []
+    assert app_services().agents.list(ws.id).items == []
 
 
 async def test_a_taken_name_is_refused_on_the_field(user: User) -> None:
@@ -218,7 +218,7 @@ async def test_a_taken_name_is_refused_on_the_field(user: User) -> None:
     user.find(marker="new-agent-create").click()
     await eventually(lambda: name.error is not None)  # type: ignore[attr-defined]
     assert "already exists" in name.error  # type: ignore[attr-defined]
-    assert len(get_services().agents.list(ws.id).items) == 1
+    assert len(app_services().agents.list(ws.id).items) == 1
 
 
 async def test_the_status_menu_offers_only_allowed_transitions_and_updates_the_badge(user: User) -> None:
@@ -230,7 +230,7 @@ async def test_the_status_menu_offers_only_allowed_transitions_and_updates_the_b
     user.find(marker=f"transition-{agent.id}-active").click()
     await eventually(lambda: status(user, agent.id) == "active")
     assert f"bg-{STATUS_COLORS['active']}" in body(user, agent.id)
-    assert get_services().agents.get(agent.id).status == "active"
+    assert app_services().agents.get(agent.id).status == "active"
     assert transitions(user, agent.id) == {"busy", "idle", "error", "offline"}
 
 
@@ -247,7 +247,7 @@ async def test_activate_and_deactivate(user: User) -> None:
 
     user.find(marker=f"toggle-{agent.id}").click()
     await eventually(lambda: status(user, agent.id) == "offline")
-    assert get_services().agents.get(agent.id).status == "offline"
+    assert app_services().agents.get(agent.id).status == "offline"
     await user.should_see("deactivated")
 
 
@@ -257,12 +257,12 @@ async def test_a_transition_refused_after_a_race_says_why_and_shows_the_real_sta
     await user.open("/")
     assert "initializing" in transitions(user, agent.id)
 
-    get_services().agents.set_status(agent.id, "active")  # someone else wins the race
+    app_services().agents.set_status(agent.id, "active")  # someone else wins the race
     user.find(marker=f"transition-{agent.id}-initializing").click()
 
     await user.should_see("cannot go from 'active' to 'initializing'")
     await eventually(lambda: status(user, agent.id) == "active")
-    assert get_services().agents.get(agent.id).status == "active"
+    assert app_services().agents.get(agent.id).status == "active"
 
 
 async def test_a_status_change_made_elsewhere_appears_without_reload(user: User) -> None:
@@ -272,7 +272,7 @@ async def test_a_status_change_made_elsewhere_appears_without_reload(user: User)
     assert status(user, agent.id) == "idle"
     assert transitions(user, agent.id) == {"initializing", "active", "offline", "error"}  # menu left open
 
-    get_services().agents.set_status(agent.id, "error", reason="LLM timed out")  # as the API would
+    app_services().agents.set_status(agent.id, "error", reason="LLM timed out")  # as the API would
 
     await eventually(lambda: status(user, agent.id) == "error")
     await user.should_see("LLM timed out", retries=20)
@@ -289,10 +289,10 @@ async def test_agents_created_renamed_and_deleted_elsewhere_appear_live(user: Us
     await eventually(lambda: cards(user) == 2)
     await user.should_see("2 agents")
 
-    get_services().agents.update(second.id, AgentUpdate(name="Renamed"))
+    app_services().agents.update(second.id, AgentUpdate(name="Renamed"))
     await user.should_see("Renamed", retries=20)
 
-    get_services().agents.delete(first.id)
+    app_services().agents.delete(first.id)
     await eventually(lambda: cards(user) == 1)
     await user.should_not_see(marker=f"agent-{first.id}")
 
@@ -305,11 +305,11 @@ async def test_live_changes_respect_the_filters(user: User) -> None:
     await user.should_see("No agent matches these filters")
 
     add_agent(ws, "Newcomer")  # idle: not shown under "active"
-    get_services().agents.activate(agent.id)  # enters the filter
+    app_services().agents.activate(agent.id)  # enters the filter
     await eventually(lambda: cards(user) == 1)
     await user.should_see(marker=f"agent-{agent.id}")
 
-    get_services().agents.set_status(agent.id, "offline")  # leaves it
+    app_services().agents.set_status(agent.id, "offline")  # leaves it
     await eventually(lambda: cards(user) == 0)
 
 

@@ -6,7 +6,7 @@ from nicegui import ui
 from nicegui.testing import User
 
 from core.registry import BUILTIN_SPECS
-from core.services import get_services
+from tests.ui.running_app import app_services
 from ui.catalog import schema_rows
 
 
@@ -58,6 +58,6 @@ def test_schema_rows_cope_with_a_definition_without_schema() -> None:
 
 async def test_a_definition_leads_to_the_create_dialog(user: User) -> None:
     await user.open("/catalog")
-    assert get_services().agents.definition("qa-engineer").source == "builtin"
+    assert app_services().agents.definition("qa-engineer").source == "builtin"
     user.find(marker="use-qa-engineer").click()
     await user.should_see(marker="new-agent-definition")

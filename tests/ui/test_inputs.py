@@ -10,13 +10,13 @@ from nicegui import ui
 from nicegui.testing import User
 
 from core.run_inputs import InputAnswer, InputRequest, RunInputPublic
-from core.services import get_services
+from tests.ui.running_app import app_services
 from tests.ui.test_runs import SLOW, agent, elements, make_run, only, team, workspace
 from tests.waiting import eventually
 
 
 def ask(run_id: uuid.UUID, ws_id: uuid.UUID, agent_id: uuid.UUID, kind: str = "approval", **fields: object):  # type: ignore[no-untyped-def]
-    services = get_services()
+    services = app_services()
     return services.run_inputs.request(
         InputRequest(
             workspace_id=ws_id,
@@ -42,13 +42,13 @@ async def test_the_header_counts_requests_waiting_in_the_workspace_live(user: Us
     ws = workspace()
     alice, _ = team(ws)
     run = make_run(ws, [alice])
-    get_services().runs.mark_running(run.id, "demo model")
+    app_services().runs.mark_running(run.id, "demo model")
     await user.open("/")
     assert not count_badge(user).visible
 
     request = ask(run.id, ws.id, alice.id, proposed="The PRD")
     await eventually(lambda: count_badge(user).visible and count_badge(user).text == "1")
-    get_services().run_inputs.answer(run.id, request.id, InputAnswer(decision="approve"))
+    app_services().run_inputs.answer(run.id, request.id, InputAnswer(decision="approve"))
     await eventually(lambda: not count_badge(user).visible)
 
 
@@ -56,7 +56,7 @@ async def test_a_held_message_is_approved_from_the_run_page(user: User) -> None:
     ws = workspace()
     alice, _ = team(ws)
     run = make_run(ws, [alice])
-    get_services().runs.mark_running(run.id, "demo model")
+    app_services().runs.mark_running(run.id, "demo model")
     request = ask(run.id, ws.id, alice.id, proposed="**The PRD** <script>alert(1)</script>")
 
     await user.open(f"/runs/{run.id}")
@@ -64,27 +64,27 @@ async def test_a_held_message_is_approved_from_the_run_page(user: User) -> None:
     proposed = only(user, "input-proposed")
     html = " ".join(el.content for el in proposed.descendants() if isinstance(el, ui.html))
     assert "<strong>The PRD</strong>" in html and "<script" not in html  # rendered, sanitized
-    assert get_services().runs.get(run.id).status == "waiting"
+    assert app_services().runs.get(run.id).status == "waiting"
 
     user.find(marker="input-approve").click()
     await eventually(lambda: not elements(user, "input-card"))
-    answered = get_services().run_inputs.get(request.id)
+    answered = app_services().run_inputs.get(request.id)
     assert (answered.status, answered.decision, answered.answered_by) == ("answered", "approve", "user")
-    assert get_services().runs.get(run.id).status == "running"
+    assert app_services().runs.get(run.id).status == "running"
 
 
 async def test_send_back_needs_no_text_and_edit_publishes_the_edited_text(user: User) -> None:
     ws = workspace()
     alice, _ = team(ws)
     run = make_run(ws, [alice])
-    get_services().runs.mark_running(run.id, "demo model")
+    app_services().runs.mark_running(run.id, "demo model")
     first = ask(run.id, ws.id, alice.id, proposed="draft one")
 
     await user.open(f"/runs/{run.id}")
     await user.should_see(marker="input-card")
     user.find(marker="input-reject").click()
-    await eventually(lambda: get_services().run_inputs.get(first.id).status == "answered")
-    assert get_services().run_inputs.get(first.id).decision == "reject"
+    await eventually(lambda: app_services().run_inputs.get(first.id).status == "answered")
+    assert app_services().run_inputs.get(first.id).decision == "reject"
     await eventually(lambda: not elements(user, "input-card"))
 
     second = ask(run.id, ws.id, alice.id, proposed="draft two")
@@ -94,9 +94,9 @@ async def test_send_back_needs_no_text_and_edit_publishes_the_edited_text(user: 
     assert text.value == "draft two"  # type: ignore[attr-defined]
     text.value = "draft two, made better by a person"  # type: ignore[attr-defined]
     user.find(marker="input-edit").click()
-    await eventually(lambda: get_services().run_inputs.get(second.id).status == "answered")
-    assert get_services().run_inputs.get(second.id).answer == "draft two, made better by a person"
-    assert get_services().run_inputs.get(second.id).decision == "edit"
+    await eventually(lambda: app_services().run_inputs.get(second.id).status == "answered")
+    assert app_services().run_inputs.get(second.id).answer == "draft two, made better by a person"
+    assert app_services().run_inputs.get(second.id).decision == "edit"
     await eventually(lambda: not elements(user, "input-card"))
 
 
@@ -104,7 +104,7 @@ async def test_a_role_played_by_you_is_answered_from_the_inbox_starting_from_the
     ws = workspace()
     alice, _ = team(ws)
     run = make_run(ws, [alice])
-    get_services().runs.mark_running(run.id, "demo model")
+    app_services().runs.mark_running(run.id, "demo model")
     prompt = [
         {"role": "system", "content": "You are a Product Manager."},
         {"role": "user", "content": 'Write the PRD.\n## format example\n[CONTENT]\n{"Project Name": ""}\n[/CONTENT]'},
@@ -118,8 +118,8 @@ async def test_a_role_played_by_you_is_answered_from_the_inbox_starting_from_the
     assert text.value == '[CONTENT]\n{"Project Name": ""}\n[/CONTENT]'  # type: ignore[attr-defined]
     text.value = '[CONTENT]\n{"Project Name": "recipes"}\n[/CONTENT]'  # type: ignore[attr-defined]
     user.find(marker="input-send").click()
-    await eventually(lambda: get_services().run_inputs.get(request.id).status == "answered")
-    assert "recipes" in get_services().run_inputs.get(request.id).answer
+    await eventually(lambda: app_services().run_inputs.get(request.id).status == "answered")
+    assert "recipes" in app_services().run_inputs.get(request.id).answer
     await user.should_see(marker="inputs-empty")
 
 
@@ -127,12 +127,12 @@ async def test_a_request_answered_elsewhere_leaves_the_page_at_once(user: User) 
     ws = workspace()
     alice, _ = team(ws)
     run = make_run(ws, [alice])
-    get_services().runs.mark_running(run.id, "demo model")
+    app_services().runs.mark_running(run.id, "demo model")
     request: RunInputPublic = ask(run.id, ws.id, alice.id, proposed="text")
     await user.open(f"/runs/{run.id}")
     await user.should_see(marker="input-card")
 
-    get_services().run_inputs.answer(None, request.id, InputAnswer(decision="approve"), actor="token:ci")
+    app_services().run_inputs.answer(None, request.id, InputAnswer(decision="approve"), actor="token:ci")
     await eventually(lambda: not elements(user, "input-card"))
 
 
@@ -141,7 +141,7 @@ async def test_the_start_form_sends_who_plays_and_who_needs_approval(user: User)
     alice, bob = team(ws)
     helper = agent(ws, "assistant", "Ada")
     for a in (alice, bob, helper):
-        get_services().agents.activate(a.id)
+        app_services().agents.activate(a.id)
     await user.open("/runs")
     only(user, "run-agents").value = [str(alice.id), str(bob.id)]  # type: ignore[attr-defined]
     await eventually(lambda: len(elements(user, "run-person")) == 2)
@@ -153,12 +153,12 @@ async def test_the_start_form_sends_who_plays_and_who_needs_approval(user: User)
     user.find(marker="run-start").click()
 
     def started() -> bool:
-        return bool(get_services().runs.list(ws.id).items)
+        return bool(app_services().runs.list(ws.id).items)
 
     await eventually(started, timeout=SLOW)
-    run = get_services().runs.list(ws.id).items[0]
+    run = app_services().runs.list(ws.id).items[0]
     members = {m.agent_id: m for m in run.members}
     assert members[alice.id].played_by_human and not members[alice.id].needs_approval
     assert members[bob.id].needs_approval and not members[bob.id].played_by_human
     assert run.input_timeout == 600
-    get_services().runtime.cancel_run(run.id)
+    app_services().runtime.cancel_run(run.id)

@@ -7,7 +7,7 @@ from nicegui import ElementFilter, ui
 from nicegui.testing import User
 
 from core.schemas import AgentCreate, WorkspaceCreate
-from core.services import get_services
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 
 
@@ -18,7 +18,7 @@ def _rows(user: User) -> list[ui.element]:
 
 
 async def test_the_llm_calls_tab_lists_calls_live_and_the_inspector_shows_prompt_and_response(user: User) -> None:
-    services = get_services()
+    services = app_services()
     ws = services.workspaces.create(WorkspaceCreate(slug="alpha", name="Alpha"))
     agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="scout"))
     first = services.llm_calls.start(
@@ -71,7 +71,7 @@ async def test_the_llm_calls_tab_lists_calls_live_and_the_inspector_shows_prompt
 
 
 async def test_the_analytics_page_charts_llm_latency_per_model_and_error_rate_per_profile(user: User) -> None:
-    services = get_services()
+    services = app_services()
     ws = services.workspaces.create(WorkspaceCreate(slug="alpha", name="Alpha"))
     agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="scout"))
     for i, outcome in enumerate(("ok", "ok", "ok", "error")):

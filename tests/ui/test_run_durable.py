@@ -11,8 +11,9 @@ from nicegui.testing import User
 from core.runs import RunCreate
 from core.runtime.checkpoint_files import copy_checkpoint
 from core.schemas import AgentCreate, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
-from core.services import Services, get_services
+from core.services import Services
 from core.status import RunStatus
+from tests.ui.running_app import app_services
 from tests.ui.test_runs import SLOW, elements, only, text, visible
 from tests.waiting import eventually
 
@@ -30,7 +31,7 @@ def _pm_and_architect(services: Services, slug: str) -> tuple[WorkspacePublic, l
 
 
 async def test_the_run_page_says_where_a_run_resumed_after_a_restart(user: User) -> None:
-    services = get_services()
+    services = app_services()
     ws = services.workspaces.create(WorkspaceCreate(slug="resumed"))
     alice = services.agents.create(AgentCreate(workspace_id=ws.id, definition="product-manager", name="Alice"))
     run = services.runs.create(RunCreate(workspace_id=ws.id, agent_ids=[alice.id], idea="an idea"))
@@ -43,7 +44,7 @@ async def test_the_run_page_says_where_a_run_resumed_after_a_restart(user: User)
 
 
 async def test_re_run_from_here_forks_the_run_after_that_round(user: User) -> None:
-    services = get_services()
+    services = app_services()
     ws, agents = _pm_and_architect(services, "fork")
     parent = await asyncio.to_thread(
         services.runtime.start_run, RunCreate(workspace_id=ws.id, agent_ids=agents, idea="a CLI todo app", n_rounds=4)
@@ -71,7 +72,7 @@ async def test_re_run_from_here_forks_the_run_after_that_round(user: User) -> No
 
 
 async def test_resume_shows_only_on_an_interrupted_run_and_continues_it_from_its_checkpoint(user: User) -> None:
-    services = get_services()
+    services = app_services()
     ws, agents = _pm_and_architect(services, "resume")
     data = RunCreate(workspace_id=ws.id, agent_ids=agents, idea="a CLI todo app", n_rounds=4)
     completed = await asyncio.to_thread(services.runtime.start_run, data)

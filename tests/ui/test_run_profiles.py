@@ -14,9 +14,9 @@ from nicegui.testing import User
 from core.llm_profiles import LlmProfileCreate, LlmProfilePublic, LlmProfileUpdate
 from core.runs import RunCreate
 from core.schemas import AgentPublic, WorkspacePublic
-from core.services import get_services
 from core.status import RunStatus
 from tests.llm_server import LlmServer
+from tests.ui.running_app import app_services
 from tests.ui.test_runs import SLOW, agent, elements, metagpt_ready, only, text, visible, workspace
 from tests.waiting import eventually
 
@@ -36,20 +36,20 @@ def second_llm() -> Iterator[LlmServer]:
 
 
 def profile(ws: WorkspacePublic, name: str, server: LlmServer, *, default: bool = False) -> LlmProfilePublic:
-    created = get_services().llm_profiles.create(
+    created = app_services().llm_profiles.create(
         ws.id,
         LlmProfileCreate(
             name=name, api_type="openai", model=f"{name}-model", base_url=server.base_url, api_key="sk-test"
         ),
     )
     if created.is_default != default:  # the first profile of a workspace is its default by itself
-        created = get_services().llm_profiles.update(created.id, LlmProfileUpdate(is_default=default))
+        created = app_services().llm_profiles.update(created.id, LlmProfileUpdate(is_default=default))
     return created
 
 
 def active_agent(ws: WorkspacePublic, definition: str, name: str) -> AgentPublic:
     made = agent(ws, definition, name)
-    get_services().agents.activate(made.id)
+    app_services().agents.activate(made.id)
     return made
 
 
@@ -80,7 +80,7 @@ async def test_the_start_form_offers_the_workspace_profiles_and_the_run_uses_the
     user.find(marker="run-start").click()
 
     await user.should_see(marker="run-header", retries=int(SLOW * 10))
-    (run,) = get_services().runs.list(ws.id).items
+    (run,) = app_services().runs.list(ws.id).items
     assert run.llm_profile == "second"
     await eventually(lambda: text(user, "run-status") == "completed", timeout=SLOW)
     await eventually(lambda: text(user, "llm-label") == SECOND_LABEL)
@@ -97,7 +97,7 @@ async def test_a_profile_deleted_before_start_is_an_error_on_the_select_and_star
     gone = profile(ws, "second", second_llm)
     await user.open("/runs")
     only(user, "run-llm-profile").set_value("second")  # type: ignore[attr-defined]
-    get_services().llm_profiles.delete(gone.id)  # someone else, meanwhile
+    app_services().llm_profiles.delete(gone.id)  # someone else, meanwhile
     user.find(marker="run-agents").click()
     user.find("Helper · assistant").click()
     user.find(marker="run-idea").type("say hello")
@@ -107,14 +107,14 @@ async def test_a_profile_deleted_before_start_is_an_error_on_the_select_and_star
     await eventually(lambda: select.error is not None)  # type: ignore[attr-defined]
     assert select.error == "This profile no longer exists: choose another one"  # type: ignore[attr-defined]
     assert visible(only(user, "run-start-error")) and "llm_profile" in text(user, "run-start-error")
-    assert get_services().runs.list(ws.id).items == []
+    assert app_services().runs.list(ws.id).items == []
     assert first_llm.chat_requests == [] and second_llm.chat_requests == []
 
 
 async def test_re_run_from_here_can_play_the_new_rounds_on_another_profile(
     user: User, first_llm: LlmServer, second_llm: LlmServer
 ) -> None:
-    services = get_services()
+    services = app_services()
     ws = workspace(code_execution=False)
     team = [active_agent(ws, "product-manager", "Alice").id, active_agent(ws, "architect", "Bob").id]
     profile(ws, "first", first_llm, default=True)
@@ -152,7 +152,7 @@ def one_run_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_the_runs_list_shows_each_queued_runs_place_and_follows_the_queue(
     one_run_at_a_time: None, user: User, first_llm: LlmServer
 ) -> None:
-    services = get_services()
+    services = app_services()
     ws = workspace(code_execution=False)
     profile(ws, "first", first_llm, default=True)
     first_llm.token_delay = 0.2  # the first run keeps the only worker slot while the test looks

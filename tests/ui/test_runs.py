@@ -19,8 +19,8 @@ from core.events import EventType
 from core.llm_profiles import LlmProfileCreate
 from core.runs import RunCreate, RunPublic
 from core.schemas import AgentCreate, AgentPublic, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
-from core.services import get_services
 from tests.llm_server import LlmServer
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 from ui.run_page import _file_nodes, prepare_content
 from ui.runs import CODE_OFF, CODE_ON, RUN_CODE_OFF, RUN_SANDBOX
@@ -59,7 +59,7 @@ def causes(user: User) -> list[str]:
 
 
 def workspace(slug: str = "alpha", *, code_execution: bool | None = None) -> WorkspacePublic:
-    services = get_services()
+    services = app_services()
     ws = services.workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
     if code_execution is not None:
         ws = services.workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": code_execution}))
@@ -67,7 +67,7 @@ def workspace(slug: str = "alpha", *, code_execution: bool | None = None) -> Wor
 
 
 def agent(ws: WorkspacePublic, definition: str, name: str) -> AgentPublic:
-    return get_services().agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
+    return app_services().agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=name))
 
 
 def team(ws: WorkspacePublic) -> tuple[AgentPublic, AgentPublic]:
@@ -78,11 +78,11 @@ def make_run(
     ws: WorkspacePublic, members: list[AgentPublic], idea: str = "a CLI todo app", **fields: object
 ) -> RunPublic:
     data = RunCreate(workspace_id=ws.id, agent_ids=[a.id for a in members], idea=idea, **fields)  # type: ignore[arg-type]
-    return get_services().runs.create(data)
+    return app_services().runs.create(data)
 
 
 async def metagpt_ready() -> None:
-    await asyncio.to_thread(get_services().runtime.ensure_ready)
+    await asyncio.to_thread(app_services().runtime.ensure_ready)
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ async def test_the_runs_page_lists_runs_newest_first_with_status_idea_members_an
     alice, bob = team(ws)
     older = make_run(ws, [alice], idea="the older idea")
     newer = make_run(ws, [alice, bob], idea="the newer idea")
-    runs = get_services().runs
+    runs = app_services().runs
     runs.mark_running(older.id, "demo model")
     runs.finish(older.id, "completed", stop_reason="every role finished its work")
 
@@ -121,7 +121,7 @@ async def test_runs_are_paged_with_load_more(user: User) -> None:
     for i in range(23):
         # Finished as made: a workspace may have only a few runs queued or running at once.
         made = make_run(ws, [alice], idea=f"idea number {i}")
-        get_services().runs.finish(made.id, "cancelled", stop_reason="made for the list")
+        app_services().runs.finish(made.id, "cancelled", stop_reason="made for the list")
     await user.open("/runs")
     assert len(elements(user, "run-row")) == 20
     user.find(marker="runs-load-more").click()
@@ -136,7 +136,7 @@ async def test_the_run_list_follows_run_events_live(user: User) -> None:
     await user.open("/runs")
     await user.should_see(marker="runs-empty")
 
-    runs = get_services().runs
+    runs = app_services().runs
     run = make_run(ws, [alice], idea="started by someone else")  # run_created: it appears, queued
     await eventually(lambda: bool(elements(user, f"run-status-{run.id}")))
     assert text(user, f"run-status-{run.id}") == "queued"
@@ -153,7 +153,7 @@ async def test_the_start_card_shows_the_demo_model_and_code_execution_off_by_def
     await user.open("/runs")
     await user.should_see(marker="demo-model-chip")
     assert text(user, "code-execution-notice") == CODE_OFF
-    get_services().workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": True}))
+    app_services().workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": True}))
     await user.open("/runs")
     assert text(user, "code-execution-notice") == CODE_ON
     assert "bubblewrap sandbox" in CODE_ON
@@ -163,7 +163,7 @@ async def test_a_run_page_says_which_sandbox_mode_the_run_used(user: User) -> No
     ws = workspace(code_execution=True)
     alice, _ = team(ws)
     run = make_run(ws, [alice])
-    get_services().runs.set_sandbox(run.id, "unsandboxed")
+    app_services().runs.set_sandbox(run.id, "unsandboxed")
     await user.open(f"/runs/{run.id}")
     assert text(user, "code-execution-notice") == RUN_SANDBOX["unsandboxed"]
 
@@ -184,8 +184,8 @@ async def test_a_run_page_shows_the_code_execution_the_run_was_created_with(user
     alice, _ = team(ws)
     run = make_run(ws, [alice])
     # Turned on afterwards: the run was created with it off, and its page says so.
-    get_services().workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": True}))
-    assert get_services().runs.get(run.id).code_execution is False
+    app_services().workspaces.update(ws.id, WorkspaceUpdate(settings={"code_execution": True}))
+    assert app_services().runs.get(run.id).code_execution is False
     await user.open(f"/runs/{run.id}")
     assert text(user, "code-execution-notice") == RUN_CODE_OFF
     await user.open("/runs")
@@ -195,7 +195,7 @@ async def test_a_run_page_shows_the_code_execution_the_run_was_created_with(user
 async def test_the_start_card_shows_the_default_llm_profile(user: User) -> None:
     ws = workspace()
     team(ws)
-    get_services().llm_profiles.create(
+    app_services().llm_profiles.create(
         ws.id, LlmProfileCreate(name="local", api_type="openai", model="llama3", base_url="http://127.0.0.1:11434/v1")
     )
     await user.open("/runs")
@@ -215,7 +215,7 @@ async def test_two_agents_of_one_role_kind_are_refused_with_cores_reason(user: U
     user.find(marker="run-start").click()
     await eventually(lambda: visible(only(user, "run-start-error")))
     assert "at most one agent of each MetaGPT role kind" in text(user, "run-start-error")
-    assert get_services().runs.list(ws.id).items == []
+    assert app_services().runs.list(ws.id).items == []
 
 
 async def test_starting_without_agents_or_idea_explains_on_the_fields(user: User) -> None:
@@ -227,7 +227,7 @@ async def test_starting_without_agents_or_idea_explains_on_the_fields(user: User
     await eventually(lambda: members.error is not None)  # type: ignore[attr-defined]
     assert members.error == "Choose at least one agent"  # type: ignore[attr-defined]
     assert only(user, "run-idea").error == "Describe what the team should build"  # type: ignore[attr-defined]
-    assert get_services().runs.list(ws.id).items == []
+    assert app_services().runs.list(ws.id).items == []
 
 
 # -- /runs/{id} ------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ async def test_an_unknown_malformed_or_foreign_run_id_is_a_friendly_not_found(us
 async def test_the_run_page_shows_what_happened_so_far_then_follows_live(user: User) -> None:
     ws = workspace()
     alice, bob = team(ws)
-    services = get_services()
+    services = app_services()
     run = make_run(ws, [alice, bob], n_rounds=4)
     services.runs.mark_running(run.id, "demo model")
     services.runs.record_round(run.id, 1)
@@ -320,7 +320,7 @@ async def test_the_run_page_shows_what_happened_so_far_then_follows_live(user: U
 async def test_member_figures_and_totals_follow_the_run(user: User) -> None:
     ws = workspace()
     alice, bob = team(ws)
-    services = get_services()
+    services = app_services()
     run = make_run(ws, [alice, bob])
     services.runs.mark_running(run.id, "demo model")
     await user.open(f"/runs/{run.id}")
@@ -337,7 +337,7 @@ async def test_member_figures_and_totals_follow_the_run(user: User) -> None:
 async def test_a_reopened_page_shows_a_finished_run_with_its_error(user: User) -> None:
     ws = workspace()
     alice, _ = team(ws)
-    services = get_services()
+    services = app_services()
     run = make_run(ws, [alice])
     services.runs.mark_running(run.id, "openai · gpt-4o-mini (profile: loopback)")
     services.runs.finish(run.id, "failed", stop_reason="error", error="InternalServerError: injected HTTP 500")
@@ -351,7 +351,7 @@ async def test_a_reopened_page_shows_a_finished_run_with_its_error(user: User) -
 async def test_long_and_json_messages_fold_and_agent_markup_is_sanitized(user: User) -> None:
     ws = workspace()
     alice, _ = team(ws)
-    services = get_services()
+    services = app_services()
     run = make_run(ws, [alice])
     goals = json.dumps({"Goals": [f"goal {i}" for i in range(30)]})
     doc = json.dumps({"docs": {"1.json": {"root_path": "docs/prd", "filename": "1.json", "content": goals}}})
@@ -382,7 +382,7 @@ async def test_long_and_json_messages_fold_and_agent_markup_is_sanitized(user: U
 async def test_the_files_of_a_run_are_listed_and_shown_as_code(user: User) -> None:
     ws = workspace()
     alice, _ = team(ws)
-    services = get_services()
+    services = app_services()
     run = make_run(ws, [alice])
     root = services.runtime.run_dir(run.id) / "workspace" / "todo"
     (root / "docs" / "prd").mkdir(parents=True)
@@ -435,14 +435,14 @@ async def test_a_demo_model_run_starts_from_the_page_and_its_messages_arrive_liv
     user.find(marker="run-start").click()
 
     await user.should_see(marker="run-header", retries=int(SLOW * 10))
-    (run,) = get_services().runs.list(ws.id).items
+    (run,) = app_services().runs.list(ws.id).items
     await eventually(lambda: text(user, "run-status") == "completed", timeout=SLOW)
     await eventually(lambda: causes(user) == ["UserRequirement", "WritePRD", "WriteDesign"], timeout=10)
     await user.should_see("WritePRD")
     await user.should_see("WriteDesign")
     await user.should_see("Stopped: every role finished its work")
     assert text(user, "code-execution-notice") == RUN_CODE_OFF
-    await eventually(lambda: text(user, "run-tokens") == f"{get_services().runs.get(run.id).tokens:,}")
+    await eventually(lambda: text(user, "run-tokens") == f"{app_services().runs.get(run.id).tokens:,}")
     await eventually(lambda: bool(elements(user, "file-tree-nodes")), timeout=10)
 
     # Reopening the page (a new tab) shows the same run from the stored records.
@@ -457,7 +457,7 @@ async def test_a_demo_model_run_starts_from_the_page_and_its_messages_arrive_liv
 async def test_a_running_run_is_cancelled_from_its_page(user: User, slow_llm: LlmServer) -> None:
     ws = workspace(code_execution=False)
     alice, _ = team(ws)
-    services = get_services()
+    services = app_services()
     services.llm_profiles.create(
         ws.id,
         LlmProfileCreate(

@@ -10,9 +10,9 @@ from nicegui.testing import User
 from core.errors import Unauthorized
 from core.llm_profiles import LlmProfileCreate
 from core.schemas import WorkspaceCreate, WorkspacePublic
-from core.services import get_services
 from core.tokens import PREFIX_CHARS
 from tests.llm_server import LlmServer
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 
 
@@ -23,7 +23,7 @@ def only(user: User, marker: str) -> ui.element:
 
 
 def workspace() -> WorkspacePublic:
-    return get_services().workspaces.create(WorkspaceCreate(slug="team", name="Team"))
+    return app_services().workspaces.create(WorkspaceCreate(slug="team", name="Team"))
 
 
 def sees(user: User, marker: str) -> bool:
@@ -53,8 +53,8 @@ async def test_a_new_token_is_shown_once_and_the_list_shows_only_its_prefix(user
 
     await eventually(lambda: sees(user, "token-secret"))
     secret = only(user, "token-secret").text  # type: ignore[attr-defined]
-    assert get_services().tokens.authenticate(secret).name == "ci"  # the shown secret is the real one
-    (token,) = get_services().tokens.list(ws.id)
+    assert app_services().tokens.authenticate(secret).name == "ci"  # the shown secret is the real one
+    (token,) = app_services().tokens.list(ws.id)
     assert only(user, f"token-prefix-{token.id}").text == f"{secret[:PREFIX_CHARS]}…"  # type: ignore[attr-defined]
 
     user.find(marker="token-done").click()
@@ -67,18 +67,18 @@ async def test_a_new_token_is_shown_once_and_the_list_shows_only_its_prefix(user
 
 async def test_revoking_a_token_asks_first_and_then_refuses_the_token(user: User) -> None:
     ws = workspace()
-    token, secret = get_services().tokens.create(ws.id, "old")
+    token, secret = app_services().tokens.create(ws.id, "old")
     await user.open("/settings")
 
     user.find(marker=f"revoke-{token.id}").click()
     await eventually(lambda: sees(user, "confirm-revoke"))
-    assert get_services().tokens.get(token.id).revoked_at is None  # nothing before the confirmation
+    assert app_services().tokens.get(token.id).revoked_at is None  # nothing before the confirmation
     user.find(marker="confirm-revoke").click()
 
     await eventually(lambda: sees(user, f"token-revoked-{token.id}"))
-    assert get_services().tokens.get(token.id).revoked_at is not None
+    assert app_services().tokens.get(token.id).revoked_at is not None
     with pytest.raises(Unauthorized):
-        get_services().tokens.authenticate(secret)
+        app_services().tokens.authenticate(secret)
     await user.should_not_see(marker=f"revoke-{token.id}")
 
 
@@ -106,9 +106,9 @@ async def test_creating_a_profile_keeps_the_key_secret_and_makes_it_the_default(
     user.find(marker="profile-save").click()
 
     await user.should_see("Profile local saved")
-    (profile,) = get_services().llm_profiles.list(ws.id)
+    (profile,) = app_services().llm_profiles.list(ws.id)
     assert profile.is_default  # the first profile of a workspace
-    assert get_services().llm_profiles.resolve(ws.id).api_key == "sk-test-0123456789abcdef"
+    assert app_services().llm_profiles.resolve(ws.id).api_key == "sk-test-0123456789abcdef"
     details = only(user, f"profile-details-{profile.id}")
     await eventually(lambda: "key sk-…cdef" in details.text)  # type: ignore[attr-defined]
     await user.should_not_see("sk-test-0123456789abcdef")
@@ -118,7 +118,7 @@ async def test_creating_a_profile_keeps_the_key_secret_and_makes_it_the_default(
 
 async def test_editing_with_a_blank_key_keeps_the_key(user: User) -> None:
     ws = workspace()
-    profiles = get_services().llm_profiles
+    profiles = app_services().llm_profiles
     profile = profiles.create(
         ws.id, LlmProfileCreate(name="cloud", api_type="openai", model="gpt-4o-mini", api_key="sk-keep-me-please-1234")
     )
@@ -147,12 +147,12 @@ async def test_a_bad_base_url_is_explained_on_the_field_and_changes_nothing(user
     base_url = only(user, "profile-base-url")
     await eventually(lambda: base_url.error is not None)  # type: ignore[attr-defined]
     assert "http" in base_url.error  # type: ignore[attr-defined]
-    assert get_services().llm_profiles.list(ws.id) == []
+    assert app_services().llm_profiles.list(ws.id) == []
 
 
 async def test_the_star_switches_the_default_and_delete_asks_first(user: User) -> None:
     ws = workspace()
-    profiles = get_services().llm_profiles
+    profiles = app_services().llm_profiles
     first = profiles.create(ws.id, LlmProfileCreate(name="a", api_type="openai", model="m1"))
     second = profiles.create(ws.id, LlmProfileCreate(name="b", api_type="ollama", model="m2"))
     await user.open("/settings")
@@ -182,18 +182,18 @@ async def test_the_code_execution_switch_persists(user: User) -> None:
     await user.should_see("bubblewrap sandbox")  # says what the sandbox allows
 
     user.find(marker="code-execution").click()
-    await eventually(lambda: get_services().workspaces.get(ws.id).settings.get("code_execution") is True)
+    await eventually(lambda: app_services().workspaces.get(ws.id).settings.get("code_execution") is True)
     await user.open("/settings")
     assert only(user, "code-execution").value is True  # type: ignore[attr-defined]
 
     user.find(marker="code-execution").click()
-    await eventually(lambda: get_services().workspaces.get(ws.id).settings.get("code_execution") is False)
+    await eventually(lambda: app_services().workspaces.get(ws.id).settings.get("code_execution") is False)
 
 
 @pytest.mark.slow  # the first LLM call imports MetaGPT
 async def test_test_connection_reports_success_and_failure(user: User) -> None:
     ws = workspace()
-    profiles = get_services().llm_profiles
+    profiles = app_services().llm_profiles
     with LlmServer() as server:
         good = profiles.create(
             ws.id, LlmProfileCreate(name="loopback", api_type="openai", model="gpt-4o-mini", base_url=server.base_url)

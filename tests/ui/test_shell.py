@@ -7,7 +7,7 @@ from nicegui import ui
 from nicegui.testing import User
 
 from core.schemas import WorkspaceCreate
-from core.services import get_services
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 from ui.theme import NAV
 
@@ -23,7 +23,7 @@ def shown_workspace(user: User) -> str:
 
 
 def slugs() -> list[str]:
-    return [ws.slug for ws in get_services().workspaces.list()]
+    return [ws.slug for ws in app_services().workspaces.list()]
 
 
 async def test_shell_shows_every_section_link_and_the_workspace_switcher(user: User) -> None:
@@ -45,7 +45,7 @@ async def test_a_new_user_on_an_empty_database_lands_in_a_default_workspace(user
 
 
 async def test_the_chosen_workspace_is_kept_for_the_user(user: User) -> None:
-    workspaces = get_services().workspaces
+    workspaces = app_services().workspaces
     workspaces.create(WorkspaceCreate(slug="alpha", name="Alpha"))
     beta = workspaces.create(WorkspaceCreate(slug="beta", name="Beta"))
     await user.open("/")
@@ -61,7 +61,7 @@ async def test_the_chosen_workspace_is_kept_for_the_user(user: User) -> None:
 
 
 async def test_a_deleted_workspace_falls_back_to_another_one(user: User) -> None:
-    workspaces = get_services().workspaces
+    workspaces = app_services().workspaces
     workspaces.create(WorkspaceCreate(slug="alpha", name="Alpha"))
     gone = workspaces.create(WorkspaceCreate(slug="gone", name="Gone"))
     await user.open("/")
@@ -100,7 +100,7 @@ async def test_a_bad_slug_is_explained_on_the_field_and_creates_nothing(user: Us
 
 
 async def test_a_taken_slug_is_refused_on_the_field(user: User) -> None:
-    get_services().workspaces.create(WorkspaceCreate(slug="taken"))
+    app_services().workspaces.create(WorkspaceCreate(slug="taken"))
     await user.open("/")
     user.find(marker="new-workspace").click()
     slug = only(user, "new-workspace-slug")

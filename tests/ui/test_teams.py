@@ -13,8 +13,8 @@ from nicegui.elements.upload_files import SmallFileUpload
 from nicegui.testing import User
 
 from core.schemas import AgentCreate, WorkspaceCreate, WorkspacePublic
-from core.services import get_services
 from core.templates import BUILTIN_BY_SLUG, SOFTWARE_COMPANY
+from tests.ui.running_app import app_services
 from tests.waiting import eventually
 
 
@@ -25,11 +25,11 @@ def only(user: User, marker: str) -> ui.element:
 
 
 def workspace(slug: str = "team") -> WorkspacePublic:
-    return get_services().workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
+    return app_services().workspaces.create(WorkspaceCreate(slug=slug, name=slug.title()))
 
 
 def agent_names(ws: WorkspacePublic) -> list[str]:
-    return [a.name for a in get_services().agents.list(ws.id, limit=500).items]
+    return [a.name for a in app_services().agents.list(ws.id, limit=500).items]
 
 
 async def test_the_empty_board_creates_the_software_company_team_in_one_click(user: User) -> None:
@@ -44,20 +44,20 @@ async def test_the_empty_board_creates_the_software_company_team_in_one_click(us
     template = BUILTIN_BY_SLUG[SOFTWARE_COMPANY]
     assert agent_names(ws) == [m.name for m in template.members]
     members = only(user, "run-agents")
-    team = {str(a.id) for a in get_services().agents.list(ws.id).items}
+    team = {str(a.id) for a in app_services().agents.list(ws.id).items}
     assert set(members.value) == team  # type: ignore[attr-defined]
     assert only(user, "run-idea").value == template.idea  # type: ignore[attr-defined]
     assert only(user, "run-rounds").value == template.n_rounds  # type: ignore[attr-defined]
 
     user.find(marker="run-start").click()
-    await eventually(lambda: len(get_services().runs.list(ws.id).items) == 1)
-    (run,) = get_services().runs.list(ws.id).items
+    await eventually(lambda: len(app_services().runs.list(ws.id).items) == 1)
+    (run,) = app_services().runs.list(ws.id).items
     assert {m.agent_name for m in run.members} == {m.name for m in template.members}
     assert run.idea == template.idea
     # With the demo model (no profile in this workspace) the run completes, and its page says so.
     await user.should_see(marker="run-header", retries=100)
-    assert await asyncio.to_thread(get_services().runtime.wait_for_run, run.id, 150)
-    assert get_services().runs.get(run.id).status == "completed"
+    assert await asyncio.to_thread(app_services().runtime.wait_for_run, run.id, 150)
+    assert app_services().runs.get(run.id).status == "completed"
     await eventually(lambda: only(user, "run-status").text == "completed", timeout=10)  # type: ignore[attr-defined]
 
 
@@ -78,7 +78,7 @@ async def test_the_offer_hides_while_filters_are_on_and_the_empty_runs_page_offe
 
 async def test_a_second_click_creates_a_second_team_with_numbered_names(user: User) -> None:
     ws = workspace()
-    get_services().templates.instantiate("assistant-pair", ws.id)
+    app_services().templates.instantiate("assistant-pair", ws.id)
     await user.open("/catalog")
     await user.should_see("Team templates")
     await user.should_see("Software company")
@@ -89,7 +89,7 @@ async def test_a_second_click_creates_a_second_team_with_numbered_names(user: Us
 
 async def test_a_hand_picked_set_is_saved_as_a_template_on_the_catalog(user: User) -> None:
     ws = workspace()
-    pm = get_services().agents.create(AgentCreate(workspace_id=ws.id, definition="product-manager", name="<b>Pia</b>"))
+    pm = app_services().agents.create(AgentCreate(workspace_id=ws.id, definition="product-manager", name="<b>Pia</b>"))
     await user.open("/catalog")
     await user.should_see("New template from agents")
     user.find(marker="new-template").click()
@@ -100,18 +100,18 @@ async def test_a_hand_picked_set_is_saved_as_a_template_on_the_catalog(user: Use
     user.find(marker="template-slug").type("just-pia")
     user.find(marker="template-save").click()
     await user.should_see("Template Just Pia saved", retries=50)
-    await eventually(lambda: [t.slug for t in get_services().templates.list(ws.id)][-1] == "just-pia")
+    await eventually(lambda: [t.slug for t in app_services().templates.list(ws.id)][-1] == "just-pia")
     await user.should_see(marker="template-just-pia")
     await user.should_see("<b>Pia</b> · product-manager")  # shown as text, never as HTML
 
 
 async def test_a_runs_team_is_saved_as_a_template_from_its_page(user: User) -> None:
     ws = workspace()
-    team = get_services().templates.instantiate("assistant-pair", ws.id)
+    team = app_services().templates.instantiate("assistant-pair", ws.id)
     from core.runs import RunCreate
 
-    run = get_services().runs.create(RunCreate(workspace_id=ws.id, agent_ids=[a.id for a in team], idea="plan it"))
-    get_services().runs.finish(run.id, "cancelled", stop_reason="test")
+    run = app_services().runs.create(RunCreate(workspace_id=ws.id, agent_ids=[a.id for a in team], idea="plan it"))
+    app_services().runs.finish(run.id, "cancelled", stop_reason="test")
     await user.open(f"/runs/{run.id}")
     await user.should_see("Save team as template")
     user.find(marker="run-save-template").click()
@@ -120,13 +120,13 @@ async def test_a_runs_team_is_saved_as_a_template_from_its_page(user: User) -> N
     user.find(marker="template-slug").type("pair-again")
     user.find(marker="template-save").click()
     await user.should_see("Template Pair again saved", retries=50)
-    saved = get_services().templates.get("pair-again", ws.id)
+    saved = app_services().templates.get("pair-again", ws.id)
     assert [m.name for m in saved.members] == [a.name for a in team] and saved.idea == "plan it"
 
 
 async def test_settings_downloads_the_bundle_and_imports_one_with_progress(user: User) -> None:
     ws = workspace()
-    get_services().templates.instantiate(SOFTWARE_COMPANY, ws.id)
+    app_services().templates.instantiate(SOFTWARE_COMPANY, ws.id)
     await user.open("/settings")
     await user.should_see("Export and import")
     user.find(marker="bundle-export").click()
@@ -140,16 +140,16 @@ async def test_settings_downloads_the_bundle_and_imports_one_with_progress(user:
     upload = only(user, "bundle-upload")
     await upload.handle_uploads([SmallFileUpload("team.agentdeck", "application/zip", bundle)])  # type: ignore[attr-defined]
     await user.should_see("Imported workspace team-copy", retries=100)
-    copy = get_services().workspaces.get_by_slug("team-copy")
+    copy = app_services().workspaces.get_by_slug("team-copy")
     assert len(agent_names(copy)) == 5
     assert only(user, "bundle-import-progress").value == 1  # type: ignore[attr-defined]
 
     # The same bundle again without a new slug: refused with the reason, nothing written.
     with user.client:  # type: ignore[union-attr]
         only(user, "bundle-import-slug").value = ""  # type: ignore[attr-defined]
-    before = len(get_services().workspaces.list())
+    before = len(app_services().workspaces.list())
     await upload.handle_uploads([SmallFileUpload("team.agentdeck", "application/zip", bundle)])  # type: ignore[attr-defined]
     await user.should_see("Not imported: a workspace with slug 'team' already exists")
-    assert len(get_services().workspaces.list()) == before
+    assert len(app_services().workspaces.list()) == before
     await upload.handle_uploads([SmallFileUpload("bad.agentdeck", "application/zip", b"garbage" + uuid.uuid4().bytes)])  # type: ignore[attr-defined]
     await user.should_see("Not imported: not a bundle")
