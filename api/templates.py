@@ -7,24 +7,14 @@ through the same service as `POST /api/agents` (names de-duplicated: "Alice (PM)
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel
 
 from api.common import AUTH_ERRORS, errors
 from api.deps import CurrentPrincipal, ServicesDep
-from core.schemas import AgentPublic, Description, Name, Slug
-from core.templates import InstantiateRequest, TemplateCreate, TemplateFromAgents, TemplatePublic
+from core.schemas import AgentPublic
+from core.templates import InstantiateRequest, TemplateCreate, TemplateFromAgents, TemplateFromRun, TemplatePublic
 
 router = APIRouter(prefix="/api/templates", tags=["templates"], responses=AUTH_ERRORS)
-
-
-class TemplateFromRun(BaseModel):
-    run_id: uuid.UUID
-    slug: Slug
-    name: Name
-    description: Description = ""
 
 
 @router.get("", response_model=list[TemplatePublic])
@@ -51,22 +41,9 @@ def create_from_agents(data: TemplateFromAgents, principal: CurrentPrincipal, se
     "/from-run", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses=errors(404, 409)
 )
 def create_from_run(data: TemplateFromRun, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
-    """Save a run's team, with the run's rounds, budget and idea as the template's defaults."""
-    scope = principal.workspace()
-    run = services.runs.get(data.run_id, scope=scope)
-    agent_ids = services.templates.run_team(run.id, scope)
-    return services.templates.create_from_agents(
-        scope,
-        TemplateFromAgents(
-            slug=data.slug,
-            name=data.name,
-            description=data.description,
-            agent_ids=agent_ids,
-            n_rounds=run.n_rounds,
-            investment=run.investment,
-            idea=run.idea,
-        ),
-    )
+    """Save a run's team, with the run's rounds, budget and idea as the template's defaults; a
+    run none of whose agents exists any more is 409."""
+    return services.templates.create_from_run(principal.workspace(), data)
 
 
 @router.get("/{slug}", response_model=TemplatePublic, responses=errors(404))
