@@ -28,7 +28,7 @@ from core.agents import AgentService, validate_config
 from core.db import Database
 from core.errors import Conflict, InvalidInput, NotFound
 from core.runs import MAX_IDEA_CHARS, MAX_MEMBERS
-from core.schemas import AgentCreate, AgentPublic, Description, Name, Slug
+from core.schemas import AgentCreate, AgentPublic, DefinitionSlug, Description, Name, Slug
 from core.validation import NoNul, check_storable_json
 from storage.models import AgentDefinition, AgentInstance, Project, RunMember, TeamTemplate, Workspace
 
@@ -37,7 +37,7 @@ MAX_NAME_SUFFIX = 1000
 
 
 class TemplateMember(BaseModel):
-    definition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    definition: DefinitionSlug
     name: Name
     config: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)

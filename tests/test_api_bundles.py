@@ -72,6 +72,9 @@ def test_templates_are_listed_saved_and_instantiated(server: Server) -> None:
         assert "pm-and-dev" in [t["slug"] for t in ok(client.get("/api/templates"))]
         made = ok(client.post("/api/templates", json={**saved, "slug": "copy"}), 201)
         assert made["builtin"] is False
+        # A member's definition with NUL is refused by the request model, like an agent's.
+        nul = {**saved, "slug": "nul", "members": [{**saved["members"][0], "definition": "engi\x00neer"}]}
+        assert client.post("/api/templates", json=nul).status_code == 422
 
         run = ok(
             client.post("/api/runs", json={"workspace_id": str(ws.id), "agent_ids": [first[1]["id"]], "idea": "x"}), 202
