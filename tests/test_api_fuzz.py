@@ -2,23 +2,28 @@
 
 For every operation, at least `MAX_EXAMPLES` valid and invalid requests are generated from
 `/openapi.json` and sent to the real app process with a valid token. Two properties must hold for
-all of them:
-- no answer is a server error (`not_a_server_error`);
-- every answer — success or documented error — matches the schema the document gives for its
-  status (`response_schema_conformance`).
+every answer:
+- it is not a server error (`not_a_server_error`);
+- it matches the schema the document gives for its status, errors included
+  (`response_schema_conformance`).
 
-The ids in paths and bodies are real ones part of the time (schemathesis "dictionaries"), so the
-requests get past the 404s into the services. `POST /api/runs` only ever names random agents, so
-no team run is started; agents that the fuzzer activates answer with the offline demo model.
-Testing an LLM profile is left out: it would send requests to whatever URL the fuzzer wrote.
+The ids in paths and bodies are real ones part of the time (schemathesis "dictionaries"), and so
+are the cursors: `read_back` walks every keyset list of the seeded data page by page and gives
+each list operation its own real `next_cursor`s (`next_since`s for the event log), so pages
+beyond the first are requested.
+`POST /api/runs` only ever names random agents, so no team run is started; agents that the fuzzer
+activates answer with the offline demo model. Testing an LLM profile is left out: it would send
+requests to whatever URL the fuzzer wrote.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import hypothesis
 import pytest
 import requests
@@ -29,6 +34,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from core.config import Settings
 from core.context import ContextUpdate
 from core.llm_profiles import LlmProfileCreate
+from core.messages import thread_cursor
+from core.run_inputs import InputRequest
 from core.runs import RunCreate
 from core.schemas import AgentCreate, ProjectCreate, WorkspaceCreate
 from core.services import build_services
@@ -36,7 +43,10 @@ from tests.app_process import AppProcess
 from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
 
 MAX_EXAMPLES = 50
-SPARE_AGENTS = 6  # the fuzzer deletes agents it is given; keep some for the other operations
+CHECKS = [not_a_server_error, response_schema_conformance]
+KEPT_AGENTS = 2  # the agents whose lists hold the seeded data: never given to DELETE
+SPARE_AGENTS = 6  # the agents DELETE is fuzzed with
+PAGES = 4  # real cursors taken from each list: the cursors of its pages 2..PAGES+1
 APP_ENV = {
     "AGENTDECK_RATE_LIMIT": "off",
     "AGENTDECK_LLM_TIMEOUT": "2",
@@ -48,20 +58,73 @@ APP_ENV = {
 }
 
 
+def cursor_parameters(operation: dict[str, Any]) -> set[str]:
+    """The query parameters of an OpenAPI operation that take a position in a list: keyset
+    cursors, and the event log's integer `since` (the analytics' `since` is a time)."""
+    return {
+        p["name"]
+        for p in operation.get("parameters", [])
+        if p["in"] == "query"
+        and (
+            p["name"] in {"cursor", "before", "after"}
+            or (p["name"] == "since" and p["schema"].get("type") == "integer")
+        )
+    }
+
+
+@dataclass
+class Seed:
+    """What the fuzzer draws real values from: ids by kind, and per list operation (its label,
+    e.g. "GET /api/runs") the real values of each of its cursor parameters."""
+
+    secret: str
+    ids: dict[str, list[str]]
+    cursors: dict[str, dict[str, list[str | int]]]
+
+
 def seed(data_dir: Any, database_url: str | None) -> tuple[dict[str, list[str]], str]:
-    """A workspace with agents, context versions, messages, a run record, a project and an LLM
-    profile; returns the ids by kind and a token of the workspace."""
+    """A workspace with agents, context versions, messages, runs with their transcript, requests
+    to people and LLM calls, a project and an LLM profile; returns the ids by kind and a token of
+    the workspace."""
     services = build_services(Settings(data_dir=data_dir, database_url=database_url))
     try:
         ws = services.workspaces.create(WorkspaceCreate(slug=f"fuzz-{uuid.uuid4().hex[:8]}"))
         project = services.workspaces.create_project(ws.id, ProjectCreate(slug="p", name="P"))
         agents = []
-        for n, definition in enumerate(["product-manager", "architect", *["assistant"] * SPARE_AGENTS]):
+        definitions = ["product-manager", "architect"] + ["assistant"] * (KEPT_AGENTS + SPARE_AGENTS - 2)
+        for n, definition in enumerate(definitions):
             agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition=definition, name=f"agent {n}"))
-            services.contexts.update(agent.id, ContextUpdate(data={"n": n, "notes": ["x"]}))
-            services.messages.append(agent.id, f"message to agent {n}")
+            for version in range(2):
+                services.contexts.update(agent.id, ContextUpdate(data={"n": n, "notes": ["x"] * version}))
+            for m in range(3):
+                services.messages.append(agent.id, f"message {m} to agent {n}")
             agents.append(agent.id)
-        run = services.runs.create(RunCreate(workspace_id=ws.id, agent_ids=agents[:2], idea="fuzzed idea"))
+        for status in ("offline", "idle", "offline", "idle"):
+            services.agents.set_status(agents[0], status, reason="seeded")
+        runs = [
+            services.runs.create(RunCreate(workspace_id=ws.id, agent_ids=agents[:2], idea=f"fuzzed idea {n}")).id
+            for n in range(3)
+        ]
+        inputs, calls = [], []
+        for n in range(3):
+            services.messages.append(
+                agents[n % 2], f"run message {n}", sender="agent", role="assistant", run_id=runs[0]
+            )
+            request = InputRequest(
+                workspace_id=ws.id,
+                run_id=runs[0],
+                agent_id=agents[0],
+                agent_name="agent 0",
+                key=f"fuzz-{n}",
+                kind="answer",
+                round=1,
+            )
+            inputs.append(services.run_inputs.request(request).id)
+            call = services.llm_calls.start(
+                ws.id, [{"role": "user", "content": f"call {n}"}], agent_id=agents[0], run_id=runs[0], round=1
+            )
+            services.llm_calls.finish(call, "ok", response="fine", prompt_tokens=3, completion_tokens=1)
+            calls.append(call)
         profile = services.llm_profiles.create(
             ws.id,
             LlmProfileCreate(
@@ -73,7 +136,9 @@ def seed(data_dir: Any, database_url: str | None) -> tuple[dict[str, list[str]],
             "workspaces": [str(ws.id)],
             "projects": [str(project.id)],
             "agents": [str(a) for a in agents],
-            "runs": [str(run.id)],
+            "runs": [str(r) for r in runs],
+            "inputs": [str(i) for i in inputs],
+            "calls": [str(c) for c in calls],
             "profiles": [str(profile.id)],
         }
         return ids, secret
@@ -81,37 +146,132 @@ def seed(data_dir: Any, database_url: str | None) -> tuple[dict[str, list[str]],
         services.db.dispose()
 
 
+def walk(
+    client: httpx.Client,
+    path: str,
+    cursor: str = "cursor",
+    start: str | int | None = None,
+    params: dict[str, str] | None = None,
+) -> list[str | int]:
+    """The cursors of pages 2..PAGES+1 of a list (and `start`, if given), read a page of one item
+    at a time; `since` lists (the event log) continue with `next_since` instead."""
+    found: list[str | int] = [] if start is None else [start]
+    value = start
+    for _ in range(PAGES):
+        query: dict[str, str | int] = {**(params or {}), "limit": 1}
+        if value is not None:
+            query[cursor] = value
+        page = client.get(path, params=query)
+        assert page.status_code == 200, (path, query, page.text)
+        value = page.json()["next_since" if cursor == "since" else "next_cursor"]
+        if value is None or value in found:
+            break
+        found.append(value)
+    return found
+
+
+def read_back(base_url: str, secret: str, ids: dict[str, list[str]]) -> Seed:
+    """The seed as the API gives it back: the catalog's definitions, the templates and, per list
+    operation, the real values of its cursor parameters, read from the lists."""
+    agent, run = ids["agents"][0], ids["runs"][0]
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as client:
+        definitions = [d["slug"] for d in client.get("/api/agents/definitions").json()]
+        templates = [t["slug"] for t in client.get("/api/templates").json()]
+        cursors: dict[str, dict[str, list[str | int]]] = {
+            "GET /api/agents": {"cursor": walk(client, "/api/agents")},
+            "GET /api/agents/{agent_id}/status/history": {
+                "cursor": walk(client, f"/api/agents/{agent}/status/history")
+            },
+            "GET /api/agents/{agent_id}/context/versions": {
+                "cursor": walk(client, f"/api/agents/{agent}/context/versions")
+            },
+            "GET /api/agents/{agent_id}/messages": {
+                "before": walk(client, f"/api/agents/{agent}/messages", "before"),
+                "after": walk(client, f"/api/agents/{agent}/messages", "after", start=thread_cursor(0)),
+            },
+            "GET /api/agents/{agent_id}/llm-calls": {"cursor": walk(client, f"/api/agents/{agent}/llm-calls")},
+            "GET /api/messages/search": {"cursor": walk(client, "/api/messages/search", params={"q": "message"})},
+            "GET /api/runs": {"cursor": walk(client, "/api/runs")},
+            "GET /api/runs/{run_id}/messages": {"cursor": walk(client, f"/api/runs/{run}/messages")},
+            "GET /api/runs/{run_id}/inputs": {"cursor": walk(client, f"/api/runs/{run}/inputs")},
+            "GET /api/runs/{run_id}/llm-calls": {"cursor": walk(client, f"/api/runs/{run}/llm-calls")},
+            "GET /api/events": {"since": walk(client, "/api/events", "since")},
+        }
+    return Seed(secret=secret, ids={**ids, "definitions": definitions, "templates": templates}, cursors=cursors)
+
+
+def fuzz_config(seeded: Seed) -> schemathesis.Config:
+    """Real ids and cursors part of the time; everything else generated."""
+    agents = seeded.ids["agents"]
+    ids: dict[str, list[str | int]] = {
+        **seeded.ids,
+        "kept-agents": [*agents[:KEPT_AGENTS]],
+        "spare-agents": [*agents[KEPT_AGENTS:]],
+        "versions": [1, 2, 3],
+    }
+    dictionaries: dict[str, dict[str, list[str | int]]] = {kind: {"values": values} for kind, values in ids.items()}
+    operations: list[dict[str, Any]] = [
+        {
+            "include-name": "DELETE /api/agents/{agent_id}",
+            "parameters": {"path.agent_id": {"dictionary": "spare-agents", "probability": 0.7}},
+        }
+    ]
+    for label, parameters in seeded.cursors.items():
+        bindings = {}
+        for parameter, values in parameters.items():
+            name = f"{label} {parameter}"
+            dictionaries[name] = {"values": values}
+            bindings[f"query.{parameter}"] = {"dictionary": name, "probability": 0.6}
+        if "{agent_id}" in label:
+            # The seeded agents' own lists, so that their cursors lead into pages with data.
+            bindings["path.agent_id"] = {"dictionary": "kept-agents", "probability": 0.7}
+        operations.append({"include-name": label, "parameters": bindings})
+    return schemathesis.Config.from_dict(
+        {
+            "headers": {"Authorization": f"Bearer {seeded.secret}"},
+            "generation": {"max-examples": MAX_EXAMPLES, "with-security-parameters": False},
+            "request-timeout": 30,
+            "dictionaries": dictionaries,
+            "parameters": {
+                "path.workspace_id": {"dictionary": "workspaces", "probability": 0.7},
+                "query.workspace_id": {"dictionary": "workspaces", "probability": 0.7},
+                "body.workspace_id": {"dictionary": "workspaces", "probability": 0.7},
+                "query.project_id": {"dictionary": "projects", "probability": 0.5},
+                "body.project_id": {"dictionary": "projects", "probability": 0.5},
+                "path.agent_id": {"dictionary": "agents", "probability": 0.7},
+                "query.agent_id": {"dictionary": "agents", "probability": 0.5},
+                "body.definition": {"dictionary": "definitions", "probability": 0.7},
+                "path.run_id": {"dictionary": "runs", "probability": 0.7},
+                "query.run_id": {"dictionary": "runs", "probability": 0.5},
+                "body.run_id": {"dictionary": "runs", "probability": 0.5},
+                "path.input_id": {"dictionary": "inputs", "probability": 0.6},
+                "path.call_id": {"dictionary": "calls", "probability": 0.7},
+                "path.profile_id": {"dictionary": "profiles", "probability": 0.7},
+                "path.slug": {"dictionary": "templates", "probability": 0.5},
+                "path.version": {"dictionary": "versions", "probability": 0.5},
+            },
+            "operations": operations,
+        }
+    )
+
+
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def seeded_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppProcess, Seed]]:
     data_dir = tmp_path_factory.mktemp("fuzz") / "data"
     database_url = create_pg_database() if USE_POSTGRES else None
     try:
         with AppProcess(data_dir, database_url=database_url, env=APP_ENV) as app:
             ids, secret = seed(data_dir, database_url)
-            config = schemathesis.Config.from_dict(
-                {
-                    "headers": {"Authorization": f"Bearer {secret}"},
-                    "generation": {"max-examples": MAX_EXAMPLES, "with-security-parameters": False},
-                    "request-timeout": 30,
-                    "dictionaries": {kind: {"values": values} for kind, values in ids.items()},
-                    "parameters": {
-                        "path.workspace_id": {"dictionary": "workspaces", "probability": 0.7},
-                        "query.workspace_id": {"dictionary": "workspaces", "probability": 0.7},
-                        "body.workspace_id": {"dictionary": "workspaces", "probability": 0.7},
-                        "query.project_id": {"dictionary": "projects", "probability": 0.5},
-                        "body.project_id": {"dictionary": "projects", "probability": 0.5},
-                        "path.agent_id": {"dictionary": "agents", "probability": 0.7},
-                        "query.agent_id": {"dictionary": "agents", "probability": 0.5},
-                        "path.run_id": {"dictionary": "runs", "probability": 0.7},
-                        "query.run_id": {"dictionary": "runs", "probability": 0.5},
-                        "path.profile_id": {"dictionary": "profiles", "probability": 0.7},
-                    },
-                }
-            )
-            yield schemathesis.openapi.from_url(f"{app.base_url}/openapi.json", config=config)
+            yield app, read_back(app.base_url, secret, ids)
     finally:
         if database_url:
             drop_pg_database(database_url)
+
+
+@pytest.fixture(scope="module")
+def api_schema(seeded_app: tuple[AppProcess, Seed]) -> Any:
+    app, seeded = seeded_app
+    return schemathesis.openapi.from_url(f"{app.base_url}/openapi.json", config=fuzz_config(seeded))
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +291,14 @@ def _schemathesis_node_id(request: pytest.FixtureRequest) -> None:
         request.node._nodeid = request.node.nodeid
 
 
-schema = (
-    schemathesis.pytest.from_fixture("api_schema")
-    .include(path_regex="^/api/")
-    # Testing a profile calls its endpoint, and the fuzzer writes random URLs into profiles: no
-    # requests to random hosts from a test. tests/test_api_lifecycle.py covers that route.
-    .exclude(method="POST", path="/api/llm-profiles/{profile_id}/test")
-)
+def fuzzed(schema: Any) -> Any:
+    """The operations under test: the whole API but testing a profile (it calls the profile's
+    endpoint, and the fuzzer writes random URLs into profiles: no requests to random hosts from a
+    test; tests/test_api_lifecycle.py covers that route)."""
+    return schema.include(path_regex="^/api/").exclude(method="POST", path="/api/llm-profiles/{profile_id}/test")
+
+
+schema = fuzzed(schemathesis.pytest.from_fixture("api_schema"))
 
 
 @schema.parametrize()
@@ -151,4 +312,23 @@ schema = (
 def test_every_operation_answers_within_its_schema_and_never_500(
     case: schemathesis.Case, http: requests.Session
 ) -> None:
-    case.call_and_validate(session=http, checks=[not_a_server_error, response_schema_conformance], timeout=30)
+    case.call_and_validate(session=http, checks=CHECKS, timeout=30)
+
+
+def test_every_list_is_fuzzed_with_real_cursors_of_later_pages(
+    api_schema: Any, seeded_app: tuple[AppProcess, Seed]
+) -> None:
+    """Each operation with a cursor parameter has real values for it, from pages after the
+    first: a new list without them fails here instead of being fuzzed with garbage cursors only."""
+    _, seeded = seeded_app
+    paged = {
+        f"{method.upper()} {path}": cursor_parameters(operation)
+        for path, methods in api_schema.raw_schema["paths"].items()
+        for method, operation in methods.items()
+    }
+    paged = {label: parameters for label, parameters in paged.items() if parameters}
+    assert set(paged) == set(seeded.cursors)
+    for label, parameters in paged.items():
+        assert set(seeded.cursors[label]) == parameters, label
+        for parameter, values in seeded.cursors[label].items():
+            assert len(values) >= 2, (label, parameter, values)
