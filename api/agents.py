@@ -7,11 +7,11 @@ id. A refused status change is 409 with `current`, `target` and `allowed` (api/e
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.common import AUTH_ERRORS, Cursor, Limit, errors
+from api.common import AUTH_ERRORS, Cursor, Limit, errors, link, linked, next_page
 from api.deps import CurrentPrincipal, ServicesDep
 from core.pagination import DEFAULT_LIMIT
 from core.schemas import (
@@ -28,14 +28,59 @@ from core.status import AgentStatus
 router = APIRouter(prefix="/api/agents", tags=["agents"], responses=AUTH_ERRORS)
 
 
+def agent_links(agent_id: str, *, writes: bool = True) -> dict[str, dict[str, Any]]:
+    """Links from an answer naming an agent (`agent_id`: the expression of its id) to the agent's
+    routes; `writes=False` (an agent picked from a list): only the ones that read."""
+    reads = {
+        "GetAgent": link("GET /api/agents/{agent_id}", agent_id=agent_id),
+        "StatusHistory": link("GET /api/agents/{agent_id}/status/history", agent_id=agent_id),
+        "GetContext": link("GET /api/agents/{agent_id}/context", agent_id=agent_id),
+        "ContextVersions": link("GET /api/agents/{agent_id}/context/versions", agent_id=agent_id),
+        "Messages": link("GET /api/agents/{agent_id}/messages", agent_id=agent_id),
+        "LlmCalls": link("GET /api/agents/{agent_id}/llm-calls", agent_id=agent_id),
+    }
+    if not writes:
+        return reads
+    return reads | {
+        "UpdateAgent": link("PATCH /api/agents/{agent_id}", agent_id=agent_id),
+        "DeleteAgent": link("DELETE /api/agents/{agent_id}", agent_id=agent_id),
+        "ActivateAgent": link("POST /api/agents/{agent_id}/activate", agent_id=agent_id),
+        "ChangeStatus": link("POST /api/agents/{agent_id}/status", agent_id=agent_id),
+        "UpdateContext": link("POST /api/agents/{agent_id}/context", agent_id=agent_id),
+        "SendMessage": link("POST /api/agents/{agent_id}/messages", agent_id=agent_id),
+    }
+
+
 # Registered before /{agent_id}, which would otherwise take "definitions" for an id.
-@router.get("/definitions", response_model=list[DefinitionPublic])
+@router.get(
+    "/definitions",
+    response_model=list[DefinitionPublic],
+    responses=linked(
+        200,
+        CreateAgent=link(
+            "POST /api/agents",
+            "an agent of the first definition",
+            request_body={"definition": "$response.body#/0/slug"},
+        ),
+    ),
+)
 def list_definitions(principal: CurrentPrincipal, services: ServicesDep) -> list[DefinitionPublic]:
     """The catalog: built-in MetaGPT roles, the generic assistant and plugins' definitions."""
     return services.agents.definitions()
 
 
-@router.get("", response_model=Page[AgentPublic], responses=errors(404))
+@router.get(
+    "",
+    response_model=Page[AgentPublic],
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            NextPage=next_page("GET /api/agents", keep=("workspace_id", "status", "project_id", "name")),
+            **agent_links("$response.body#/items/0/id", writes=False),
+        ),
+    },
+)
 def list_agents(
     principal: CurrentPrincipal,
     services: ServicesDep,
@@ -59,7 +104,12 @@ def list_agents(
     )
 
 
-@router.post("", response_model=AgentPublic, status_code=status.HTTP_201_CREATED, responses=errors(404, 409))
+@router.post(
+    "",
+    response_model=AgentPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={**errors(404, 409), **linked(201, **agent_links("$response.body#/id"))},
+)
 def create_agent(data: AgentCreate, principal: CurrentPrincipal, services: ServicesDep) -> AgentPublic:
     """A new agent (status idle) with context version 1. `definition` is a catalog slug."""
     return services.agents.create(data, actor=principal.actor, scope=principal.workspace())
@@ -106,7 +156,11 @@ def change_status(
     )
 
 
-@router.get("/{agent_id}/status/history", response_model=Page[StatusChangePublic], responses=errors(404))
+@router.get(
+    "/{agent_id}/status/history",
+    response_model=Page[StatusChangePublic],
+    responses={**errors(404), **linked(200, NextPage=next_page("GET /api/agents/{agent_id}/status/history"))},
+)
 def status_history(
     agent_id: uuid.UUID,
     principal: CurrentPrincipal,

@@ -4,6 +4,11 @@ Routes name the error statuses they can answer with `errors(404, 409)`; every ro
 token adds `AUTH_ERRORS` (the mapping itself is api/errors.py). Documenting them keeps
 `/openapi.json` exact: clients (and the schemathesis fuzz test) can check every answer, errors
 included, against it.
+
+A success answer also names, with `linked(201, Name=link("GET /api/things/{thing_id}",
+thing_id="$response.body#/id"))`, the operations its values lead to (OpenAPI links): a created
+thing to its own routes, a page to the next page. Clients can follow them, and the fuzz test's
+stateful phase chains requests along them with real ids and cursors.
 """
 
 from __future__ import annotations
@@ -67,6 +72,45 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: _DOCS[401], 413: _DOCS[413]
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, e.g. `responses=errors(404, 409)`."""
     return {status: _DOCS[status] for status in statuses}
+
+
+def link(
+    operation: str, description: str = "", *, request_body: dict[str, str] | None = None, **parameters: str
+) -> dict[str, Any]:
+    """An OpenAPI link to `operation` ("METHOD /path" of this API), its parameters given as runtime
+    expressions: `$response.body#/id`, `$request.path.agent_id`, `$request.query.limit`...;
+    `request_body`: fields of the target's JSON body, as expressions too."""
+    method, path = operation.split(" ", 1)
+    # A JSON pointer into this document's paths (RFC 6901 escapes `~` and `/`).
+    pointer = path.replace("~", "~0").replace("/", "~1")
+    found: dict[str, Any] = {"operationRef": f"#/paths/{pointer}/{method.lower()}", "parameters": parameters}
+    if request_body is not None:
+        found["requestBody"] = request_body
+    if description:
+        found["description"] = description
+    return found
+
+
+def linked(status: int, **links: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` giving the answer with `status` these links (FastAPI merges it into the
+    answer it documents from the route's `response_model`)."""
+    return {status: {"links": links}}
+
+
+def next_page(
+    operation: str, cursor: str = "cursor", *, keep: tuple[str, ...] = (), description: str = "the next page"
+) -> dict[str, Any]:
+    """The link from a keyset page to the one after it: the same operation with the page's
+    `next_cursor` as `cursor` and the same path, `limit` and filters (`keep`: query parameters)."""
+    path = operation.split(" ", 1)[1]
+    parameters = {name: f"$request.path.{name}" for name in _path_parameters(path)}
+    parameters |= {name: f"$request.query.{name}" for name in ("limit", *keep)}
+    parameters[cursor] = "$response.body#/next_cursor"
+    return link(operation, f"{description} (there is none when `next_cursor` is null)", **parameters)
+
+
+def _path_parameters(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
 
 
 def json_response(body: bytes, status_code: int = 200) -> Response:

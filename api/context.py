@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
-from api.common import AUTH_ERRORS, Cursor, Limit, errors
+from api.common import AUTH_ERRORS, Cursor, Limit, errors, link, linked, next_page
 from api.deps import CurrentPrincipal, ServicesDep
 from core.context import (
     ContextDiff,
@@ -43,7 +43,22 @@ def get_context(agent_id: uuid.UUID, principal: CurrentPrincipal, services: Serv
     return services.contexts.get(agent_id, scope=principal.workspace())
 
 
-@router.post("", response_model=ContextPublic, responses=errors(404, 409))
+@router.post(
+    "",
+    response_model=ContextPublic,
+    responses={
+        **errors(404, 409),
+        **linked(
+            200,
+            GetVersion=link(
+                "GET /api/agents/{agent_id}/context/versions/{version}",
+                "the version just written",
+                agent_id="$request.path.agent_id",
+                version="$response.body#/version",
+            ),
+        ),
+    },
+)
 def update_context(
     agent_id: uuid.UUID, change: ContextUpdate, principal: CurrentPrincipal, services: ServicesDep
 ) -> ContextPublic:
@@ -51,7 +66,23 @@ def update_context(
     return services.contexts.update(agent_id, change, actor=principal.actor, scope=principal.workspace())
 
 
-@router.get("/versions", response_model=Page[ContextVersionSummary], responses=errors(404))
+@router.get(
+    "/versions",
+    response_model=Page[ContextVersionSummary],
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            NextPage=next_page("GET /api/agents/{agent_id}/context/versions"),
+            GetVersion=link(
+                "GET /api/agents/{agent_id}/context/versions/{version}",
+                "the newest version of the page",
+                agent_id="$request.path.agent_id",
+                version="$response.body#/items/0/version",
+            ),
+        ),
+    },
+)
 def list_versions(
     agent_id: uuid.UUID,
     principal: CurrentPrincipal,

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.common import AUTH_ERRORS, MAX_INT, errors
+from api.common import AUTH_ERRORS, MAX_INT, errors, link, linked
 from api.deps import CurrentPrincipal, ServicesDep
 from core.events import EventFilter, EventOut
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -26,7 +26,25 @@ class EventPage(BaseModel):
     next_since: int = Field(description="pass back as `since` to continue; equals `since` when nothing is new")
 
 
-@router.get("", response_model=EventPage, responses=errors(404))
+@router.get(
+    "",
+    response_model=EventPage,
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            NextPage=link(
+                "GET /api/events",
+                "the events after this page, with the same filters",
+                since="$response.body#/next_since",
+                limit="$request.query.limit",
+                workspace_id="$request.query.workspace_id",
+                agent_id="$request.query.agent_id",
+                run_id="$request.query.run_id",
+            ),
+        ),
+    },
+)
 def list_events(
     principal: CurrentPrincipal,
     services: ServicesDep,

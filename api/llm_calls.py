@@ -8,7 +8,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from api.common import AUTH_ERRORS, Cursor, Limit, errors
+from api.common import AUTH_ERRORS, Cursor, Limit, errors, link, linked, next_page
 from api.deps import CurrentPrincipal, ServicesDep
 from core.llm_calls import LlmCallPublic, LlmCallSummary
 from core.pagination import DEFAULT_LIMIT
@@ -16,8 +16,17 @@ from core.schemas import Page
 
 router = APIRouter(prefix="/api", tags=["llm calls"], responses=AUTH_ERRORS)
 
+GET_CALL = link("GET /api/llm-calls/{call_id}", "the page's newest call, whole", call_id="$response.body#/items/0/id")
 
-@router.get("/agents/{agent_id}/llm-calls", response_model=Page[LlmCallSummary], responses=errors(404))
+
+@router.get(
+    "/agents/{agent_id}/llm-calls",
+    response_model=Page[LlmCallSummary],
+    responses={
+        **errors(404),
+        **linked(200, NextPage=next_page("GET /api/agents/{agent_id}/llm-calls"), GetCall=GET_CALL),
+    },
+)
 def agent_llm_calls(
     agent_id: uuid.UUID,
     principal: CurrentPrincipal,
@@ -29,7 +38,14 @@ def agent_llm_calls(
     return services.llm_calls.list_agent(agent_id, scope=principal.workspace(), limit=limit, cursor=cursor)
 
 
-@router.get("/runs/{run_id}/llm-calls", response_model=Page[LlmCallSummary], responses=errors(404))
+@router.get(
+    "/runs/{run_id}/llm-calls",
+    response_model=Page[LlmCallSummary],
+    responses={
+        **errors(404),
+        **linked(200, NextPage=next_page("GET /api/runs/{run_id}/llm-calls"), GetCall=GET_CALL),
+    },
+)
 def run_llm_calls(
     run_id: uuid.UUID,
     principal: CurrentPrincipal,

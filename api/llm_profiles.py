@@ -4,10 +4,11 @@ stored encrypted, never returned — a profile shows only `has_api_key` and a ma
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from api.common import AUTH_ERRORS, errors
+from api.common import AUTH_ERRORS, errors, link, linked
 from api.deps import CurrentPrincipal, ServicesDep
 from core.llm_profiles import LlmProfileCreate, LlmProfilePublic, LlmProfileUpdate
 from core.runtime.manager import ConnectionTest
@@ -15,7 +16,20 @@ from core.runtime.manager import ConnectionTest
 router = APIRouter(prefix="/api", tags=["llm profiles"], responses=AUTH_ERRORS)
 
 
-@router.get("/workspaces/{workspace_id}/llm-profiles", response_model=list[LlmProfilePublic], responses=errors(404))
+def profile_links(profile_id: str) -> dict[str, dict[str, Any]]:
+    """Links from an answer naming a profile to its routes (`profile_id`: the expression of its id)."""
+    return {
+        "UpdateProfile": link("PATCH /api/llm-profiles/{profile_id}", profile_id=profile_id),
+        "DeleteProfile": link("DELETE /api/llm-profiles/{profile_id}", profile_id=profile_id),
+        "TestProfile": link("POST /api/llm-profiles/{profile_id}/test", profile_id=profile_id),
+    }
+
+
+@router.get(
+    "/workspaces/{workspace_id}/llm-profiles",
+    response_model=list[LlmProfilePublic],
+    responses={**errors(404), **linked(200, **profile_links("$response.body#/0/id"))},
+)
 def list_profiles(
     workspace_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep
 ) -> list[LlmProfilePublic]:
@@ -27,7 +41,7 @@ def list_profiles(
     "/workspaces/{workspace_id}/llm-profiles",
     response_model=LlmProfilePublic,
     status_code=status.HTTP_201_CREATED,
-    responses=errors(404, 409),
+    responses={**errors(404, 409), **linked(201, **profile_links("$response.body#/id"))},
 )
 def create_profile(
     workspace_id: uuid.UUID, data: LlmProfileCreate, principal: CurrentPrincipal, services: ServicesDep

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from api.common import AUTH_ERRORS, Cursor, Limit, errors, json_response
+from api.common import AUTH_ERRORS, Cursor, Limit, errors, json_response, linked, next_page
 from api.deps import CurrentPrincipal, ServicesDep
 from core.messages import MAX_QUERY_CHARS, MessageCreate, MessagePublic
 from core.pagination import DEFAULT_LIMIT
@@ -22,7 +22,26 @@ router = APIRouter(prefix="/api", tags=["messages"], responses=AUTH_ERRORS)
 ThreadCursor = Annotated[str | None, Query(max_length=1000)]
 
 
-@router.get("/agents/{agent_id}/messages", response_model=Page[MessagePublic], responses=errors(404))
+@router.get(
+    "/agents/{agent_id}/messages",
+    response_model=Page[MessagePublic],
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            OlderMessages=next_page(
+                "GET /api/agents/{agent_id}/messages",
+                "before",
+                description="older messages, after a page without `after`",
+            ),
+            NewerMessages=next_page(
+                "GET /api/agents/{agent_id}/messages",
+                "after",
+                description="newer messages, after a page read with `after`",
+            ),
+        ),
+    },
+)
 def list_messages(
     agent_id: uuid.UUID,
     principal: CurrentPrincipal,
@@ -55,7 +74,14 @@ def send_message(
     return json_response(message.model_dump_json().encode(), status.HTTP_201_CREATED)
 
 
-@router.get("/messages/search", response_model=Page[MessagePublic], responses=errors(404))
+@router.get(
+    "/messages/search",
+    response_model=Page[MessagePublic],
+    responses={
+        **errors(404),
+        **linked(200, NextPage=next_page("GET /api/messages/search", keep=("q", "workspace_id"))),
+    },
+)
 def search_messages(
     principal: CurrentPrincipal,
     services: ServicesDep,

@@ -12,7 +12,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from api.common import AUTH_ERRORS, Cursor, Limit, errors
+from api.common import AUTH_ERRORS, Cursor, Limit, errors, link, linked, next_page
 from api.deps import CurrentPrincipal, ServicesDep
 from core.pagination import DEFAULT_LIMIT
 from core.run_inputs import InputAnswer, InputStatus, RunInputPublic
@@ -21,7 +21,23 @@ from core.schemas import Page
 router = APIRouter(tags=["human in the loop"], responses=AUTH_ERRORS)
 
 
-@router.get("/api/runs/{run_id}/inputs", response_model=Page[RunInputPublic], responses=errors(404))
+@router.get(
+    "/api/runs/{run_id}/inputs",
+    response_model=Page[RunInputPublic],
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            NextPage=next_page("GET /api/runs/{run_id}/inputs", keep=("status",)),
+            AnswerInput=link(
+                "POST /api/runs/{run_id}/inputs/{input_id}",
+                "answer the page's first request",
+                run_id="$request.path.run_id",
+                input_id="$response.body#/items/0/id",
+            ),
+        ),
+    },
+)
 def list_run_inputs(
     run_id: uuid.UUID,
     principal: CurrentPrincipal,
@@ -42,7 +58,19 @@ def answer_run_input(
     return services.run_inputs.answer(run_id, input_id, data, actor=principal.actor, scope=principal.workspace())
 
 
-@router.get("/api/inputs", response_model=list[RunInputPublic], responses=errors(404))
+@router.get(
+    "/api/inputs",
+    response_model=list[RunInputPublic],
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            AnswerInput=link(
+                "POST /api/inputs/{input_id}", "answer the oldest request", input_id="$response.body#/0/id"
+            ),
+        ),
+    },
+)
 def pending_inputs(
     principal: CurrentPrincipal,
     services: ServicesDep,

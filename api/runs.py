@@ -7,13 +7,13 @@ and is followed with `GET /api/runs/{id}` (or the event stream) until its status
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field, StringConstraints
 
-from api.common import AUTH_ERRORS, Cursor, Limit, errors
+from api.common import AUTH_ERRORS, Cursor, Limit, errors, link, linked, next_page
 from api.deps import CurrentPrincipal, ServicesDep
 from core.errors import NotFound
 from core.messages import MessagePublic
@@ -26,14 +26,52 @@ from core.validation import NoNul
 router = APIRouter(prefix="/api/runs", tags=["runs"], responses=AUTH_ERRORS)
 
 
-@router.post("", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409, 422))
+def run_links(run_id: str, *, writes: bool = True) -> dict[str, dict[str, Any]]:
+    """Links from an answer naming a run (`run_id`: the expression of its id) to the run's routes;
+    `writes=False` (a run picked from a list): only the ones that read."""
+    reads = {
+        "GetRun": link("GET /api/runs/{run_id}", run_id=run_id),
+        "RunMessages": link("GET /api/runs/{run_id}/messages", run_id=run_id),
+        "RunFiles": link("GET /api/runs/{run_id}/files", run_id=run_id),
+        "RunInputs": link("GET /api/runs/{run_id}/inputs", run_id=run_id),
+        "RunLlmCalls": link("GET /api/runs/{run_id}/llm-calls", run_id=run_id),
+    }
+    if not writes:
+        return reads
+    return reads | {
+        "CancelRun": link("POST /api/runs/{run_id}/cancel", run_id=run_id),
+        "ResumeRun": link("POST /api/runs/{run_id}/resume", run_id=run_id),
+        "ForkRun": link("POST /api/runs/{run_id}/fork", run_id=run_id),
+    }
+
+
+RUN_LINKS = linked(202, **run_links("$response.body#/id"))
+
+
+@router.post(
+    "",
+    response_model=RunPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**errors(404, 409, 422), **RUN_LINKS},
+)
 def start_run(data: RunCreate, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
     """Queue a team run of the given agents on `idea`; it starts in the background, with the
     workspace's LLM profile `llm_profile` if given (an unknown one is 422), else its default."""
     return services.runtime.start_run(data, actor=principal.actor, scope=principal.workspace())
 
 
-@router.get("", response_model=Page[RunPublic], responses=errors(404))
+@router.get(
+    "",
+    response_model=Page[RunPublic],
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            NextPage=next_page("GET /api/runs", keep=("workspace_id", "status")),
+            **run_links("$response.body#/items/0/id", writes=False),
+        ),
+    },
+)
 def list_runs(
     principal: CurrentPrincipal,
     services: ServicesDep,
@@ -61,7 +99,10 @@ def cancel_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: Service
 
 
 @router.post(
-    "/{run_id}/resume", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409)
+    "/{run_id}/resume",
+    response_model=RunPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**errors(404, 409), **RUN_LINKS},
 )
 def resume_run(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
     """Resume an `interrupted` run (one not resumed at a `--no-resume` start): queued again, it
@@ -80,7 +121,10 @@ class RunFork(BaseModel):
 
 
 @router.post(
-    "/{run_id}/fork", response_model=RunPublic, status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 409, 422)
+    "/{run_id}/fork",
+    response_model=RunPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**errors(404, 409, 422), **RUN_LINKS},
 )
 def fork_run(run_id: uuid.UUID, data: RunFork, principal: CurrentPrincipal, services: ServicesDep) -> RunPublic:
     """Re-run from round k: a new queued run (`parent_run_id`, `fork_round`) whose rounds 1..k are
@@ -95,7 +139,11 @@ def fork_run(run_id: uuid.UUID, data: RunFork, principal: CurrentPrincipal, serv
     )
 
 
-@router.get("/{run_id}/messages", response_model=Page[MessagePublic], responses=errors(404))
+@router.get(
+    "/{run_id}/messages",
+    response_model=Page[MessagePublic],
+    responses={**errors(404), **linked(200, NextPage=next_page("GET /api/runs/{run_id}/messages"))},
+)
 def run_messages(
     run_id: uuid.UUID,
     principal: CurrentPrincipal,
@@ -107,7 +155,22 @@ def run_messages(
     return services.messages.list_run(run_id, scope=principal.workspace(), limit=limit, cursor=cursor)
 
 
-@router.get("/{run_id}/files", response_model=list[str], responses=errors(404))
+@router.get(
+    "/{run_id}/files",
+    response_model=list[str],
+    responses={
+        **errors(404),
+        **linked(
+            200,
+            ReadFile=link(
+                "GET /api/runs/{run_id}/files/{file_path}",
+                "the first file",
+                run_id="$request.path.run_id",
+                file_path="$response.body#/0",
+            ),
+        ),
+    },
+)
 def run_files(run_id: uuid.UUID, principal: CurrentPrincipal, services: ServicesDep) -> list[str]:
     """Paths of the files the run's roles wrote (PRD, design, code...), relative to its folder."""
     return services.runtime.run_files(run_id, scope=principal.workspace())

@@ -7,40 +7,54 @@ through the same service as `POST /api/agents` (names de-duplicated: "Alice (PM)
 
 from __future__ import annotations
 
-import uuid
+from typing import Any
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel
 
-from api.common import AUTH_ERRORS, errors
+from api.agents import agent_links
+from api.common import AUTH_ERRORS, errors, link, linked
 from api.deps import CurrentPrincipal, ServicesDep
-from core.schemas import AgentPublic, Description, Name, Slug
-from core.templates import InstantiateRequest, TemplateCreate, TemplateFromAgents, TemplatePublic
+from core.schemas import AgentPublic
+from core.templates import InstantiateRequest, TemplateCreate, TemplateFromAgents, TemplateFromRun, TemplatePublic
 
 router = APIRouter(prefix="/api/templates", tags=["templates"], responses=AUTH_ERRORS)
 
 
-class TemplateFromRun(BaseModel):
-    run_id: uuid.UUID
-    slug: Slug
-    name: Name
-    description: Description = ""
+def template_links(slug: str, *, writes: bool = True) -> dict[str, dict[str, Any]]:
+    """Links from an answer naming a template (`slug`: the expression of its slug) to its routes."""
+    found = {
+        "GetTemplate": link("GET /api/templates/{slug}", slug=slug),
+        "Instantiate": link("POST /api/templates/{slug}/instantiate", slug=slug),
+    }
+    if writes:
+        found["DeleteTemplate"] = link("DELETE /api/templates/{slug}", slug=slug)
+    return found
 
 
-@router.get("", response_model=list[TemplatePublic])
+SAVED = linked(201, **template_links("$response.body#/slug"))
+
+
+@router.get(
+    "",
+    response_model=list[TemplatePublic],
+    responses=linked(200, **template_links("$response.body#/0/slug", writes=False)),
+)
 def list_templates(principal: CurrentPrincipal, services: ServicesDep) -> list[TemplatePublic]:
     """The built-in templates, then the workspace's own."""
     return services.templates.list(principal.workspace())
 
 
-@router.post("", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses=errors(409))
+@router.post("", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses={**errors(409), **SAVED})
 def create_template(data: TemplateCreate, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
     """Save a template given member by member (definition slug, name, config, context)."""
     return services.templates.create(principal.workspace(), data)
 
 
 @router.post(
-    "/from-agents", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses=errors(404, 409)
+    "/from-agents",
+    response_model=TemplatePublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={**errors(404, 409), **SAVED},
 )
 def create_from_agents(data: TemplateFromAgents, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
     """Save a hand-picked set of the workspace's agents (their config and current context)."""
@@ -48,25 +62,15 @@ def create_from_agents(data: TemplateFromAgents, principal: CurrentPrincipal, se
 
 
 @router.post(
-    "/from-run", response_model=TemplatePublic, status_code=status.HTTP_201_CREATED, responses=errors(404, 409)
+    "/from-run",
+    response_model=TemplatePublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={**errors(404, 409), **SAVED},
 )
 def create_from_run(data: TemplateFromRun, principal: CurrentPrincipal, services: ServicesDep) -> TemplatePublic:
-    """Save a run's team, with the run's rounds, budget and idea as the template's defaults."""
-    scope = principal.workspace()
-    run = services.runs.get(data.run_id, scope=scope)
-    agent_ids = services.templates.run_team(run.id, scope)
-    return services.templates.create_from_agents(
-        scope,
-        TemplateFromAgents(
-            slug=data.slug,
-            name=data.name,
-            description=data.description,
-            agent_ids=agent_ids,
-            n_rounds=run.n_rounds,
-            investment=run.investment,
-            idea=run.idea,
-        ),
-    )
+    """Save a run's team, with the run's rounds, budget and idea as the template's defaults; a
+    run none of whose agents exists any more is 409."""
+    return services.templates.create_from_run(principal.workspace(), data)
 
 
 @router.get("/{slug}", response_model=TemplatePublic, responses=errors(404))
@@ -85,7 +89,7 @@ def delete_template(slug: str, principal: CurrentPrincipal, services: ServicesDe
     "/{slug}/instantiate",
     response_model=list[AgentPublic],
     status_code=status.HTTP_201_CREATED,
-    responses=errors(404, 422),
+    responses={**errors(404, 422), **linked(201, **agent_links("$response.body#/0/id"))},
 )
 def instantiate(
     slug: str, data: InstantiateRequest, principal: CurrentPrincipal, services: ServicesDep

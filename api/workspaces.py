@@ -15,10 +15,12 @@ runs execute generated code, in the sandbox) is an operator's switch: admin toke
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.common import link, linked
 from api.deps import CurrentPrincipal, ServicesDep
 from core.errors import Forbidden
 from core.schemas import ProjectCreate, ProjectPublic, WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
@@ -27,7 +29,25 @@ from core.validation import SafeStr
 router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
 
 
-@router.get("", response_model=list[WorkspacePublic])
+def workspace_links(workspace_id: str) -> dict[str, dict[str, Any]]:
+    """Links from an answer naming a workspace (`workspace_id`: the expression of its id) to its
+    routes and to the lists it filters."""
+    return {
+        "GetWorkspace": link("GET /api/workspaces/{workspace_id}", workspace_id=workspace_id),
+        "RenameWorkspace": link("PATCH /api/workspaces/{workspace_id}", workspace_id=workspace_id),
+        "Projects": link("GET /api/workspaces/{workspace_id}/projects", workspace_id=workspace_id),
+        "CreateProject": link("POST /api/workspaces/{workspace_id}/projects", workspace_id=workspace_id),
+        "LlmProfiles": link("GET /api/workspaces/{workspace_id}/llm-profiles", workspace_id=workspace_id),
+        "CreateLlmProfile": link("POST /api/workspaces/{workspace_id}/llm-profiles", workspace_id=workspace_id),
+        "Agents": link("GET /api/agents", workspace_id=workspace_id),
+        "CreateAgent": link("POST /api/agents", request_body={"workspace_id": workspace_id}),
+        "Runs": link("GET /api/runs", workspace_id=workspace_id),
+        "Events": link("GET /api/events", workspace_id=workspace_id),
+        "Export": link("GET /api/workspaces/{workspace_id}/export", workspace_id=workspace_id),
+    }
+
+
+@router.get("", response_model=list[WorkspacePublic], responses=linked(200, **workspace_links("$response.body#/0/id")))
 def list_workspaces(principal: CurrentPrincipal, services: ServicesDep) -> list[WorkspacePublic]:
     return [services.workspaces.get(principal.workspace_id)]
 
@@ -72,7 +92,21 @@ def list_projects(workspace_id: uuid.UUID, principal: CurrentPrincipal, services
     return services.workspaces.list_projects(principal.workspace(workspace_id))
 
 
-@router.post("/{workspace_id}/projects", response_model=ProjectPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{workspace_id}/projects",
+    response_model=ProjectPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=linked(
+        201,
+        Agents=link("GET /api/agents", "the project's agents", project_id="$response.body#/id"),
+        CreateAgent=link(
+            "POST /api/agents",
+            "an agent in the project",
+            request_body={"workspace_id": "$request.path.workspace_id", "project_id": "$response.body#/id"},
+        ),
+        Analytics=link("GET /api/analytics/summary", "the project's figures", project_id="$response.body#/id"),
+    ),
+)
 def create_project(
     workspace_id: uuid.UUID, data: ProjectCreate, principal: CurrentPrincipal, services: ServicesDep
 ) -> ProjectPublic:

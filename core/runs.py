@@ -43,12 +43,13 @@ from storage.types import utcnow
 
 FINISHED = RUN_FINISHED
 MAX_MEMBERS = 12
+MAX_IDEA_CHARS = 20_000
 
 
 class RunCreate(BaseModel):
     workspace_id: uuid.UUID
     agent_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_MEMBERS)
-    idea: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), NoNul]
+    idea: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_IDEA_CHARS), NoNul]
     n_rounds: int = Field(default=5, ge=1, le=100)
     investment: float = Field(default=3.0, gt=0, le=10_000)
     project_id: uuid.UUID | None = None

@@ -21,6 +21,9 @@ Slug = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=SLUG_RE.pattern),
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+# A catalog definition's slug as clients name it: looked up as given (an unknown one is not found),
+# but never with NUL, which no slug holds and PostgreSQL refuses even to compare (a 500 before).
+DefinitionSlug = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), NoNul]
 Description = Annotated[str, StringConstraints(max_length=10_000), NoNul]
 
 
@@ -105,9 +108,7 @@ class DefinitionPublic(Public):
 
 class AgentCreate(BaseModel):
     workspace_id: uuid.UUID
-    definition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = Field(
-        description="slug of an agent definition from the catalog"
-    )
+    definition: DefinitionSlug = Field(description="slug of an agent definition from the catalog")
     name: Name
     config: dict[str, Any] | None = None
     project_id: uuid.UUID | None = None

@@ -27,8 +27,8 @@ from sqlmodel import col, select
 from core.agents import AgentService, validate_config
 from core.db import Database
 from core.errors import Conflict, InvalidInput, NotFound
-from core.runs import MAX_MEMBERS
-from core.schemas import AgentCreate, AgentPublic, Description, Name, Slug
+from core.runs import MAX_IDEA_CHARS, MAX_MEMBERS
+from core.schemas import AgentCreate, AgentPublic, DefinitionSlug, Description, Name, Slug
 from core.validation import NoNul, check_storable_json
 from storage.models import AgentDefinition, AgentInstance, Project, RunMember, TeamTemplate, Workspace
 
@@ -37,7 +37,7 @@ MAX_NAME_SUFFIX = 1000
 
 
 class TemplateMember(BaseModel):
-    definition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    definition: DefinitionSlug
     name: Name
     config: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
@@ -50,7 +50,8 @@ class TemplateCreate(BaseModel):
     members: list[TemplateMember] = Field(min_length=1, max_length=MAX_MEMBERS)
     n_rounds: int = Field(default=5, ge=1, le=100)
     investment: float = Field(default=3.0, gt=0, le=10_000)
-    idea: Annotated[str, StringConstraints(max_length=10_000), NoNul] = ""
+    # As long as a run's idea: a run's team is saved with its idea.
+    idea: Annotated[str, StringConstraints(max_length=MAX_IDEA_CHARS), NoNul] = ""
 
 
 class TemplatePublic(TemplateCreate):
@@ -68,7 +69,16 @@ class TemplateFromAgents(BaseModel):
     agent_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_MEMBERS)
     n_rounds: int = Field(default=5, ge=1, le=100)
     investment: float = Field(default=3.0, gt=0, le=10_000)
-    idea: Annotated[str, StringConstraints(max_length=10_000), NoNul] = ""
+    idea: Annotated[str, StringConstraints(max_length=MAX_IDEA_CHARS), NoNul] = ""
+
+
+class TemplateFromRun(BaseModel):
+    """Save a run's team, with the run's rounds, budget and idea as the template's defaults."""
+
+    run_id: uuid.UUID
+    slug: Slug
+    name: Name
+    description: Description = ""
 
 
 class InstantiateRequest(BaseModel):
@@ -260,6 +270,28 @@ class TemplateService:
                 )
         fields = data.model_dump(exclude={"agent_ids"})
         return self.create(workspace_id, TemplateCreate(**fields, members=members))
+
+    def create_from_run(self, workspace_id: uuid.UUID, data: TemplateFromRun) -> TemplatePublic:
+        """A template of a run's agents that still exist (as `create_from_agents` saves them), with
+        the run's rounds, budget and idea. A run none of whose agents exists any more has no team
+        to save: Conflict."""
+        from storage.models import Run
+
+        agent_ids = self.run_team(data.run_id, workspace_id)
+        if not agent_ids:
+            raise Conflict("none of the run's agents exists any more: there is no team to save")
+        with self.db.read() as session:
+            run = session.get_one(Run, data.run_id)
+        team = TemplateFromAgents(
+            slug=data.slug,
+            name=data.name,
+            description=data.description,
+            agent_ids=agent_ids,
+            n_rounds=run.n_rounds,
+            investment=run.investment,
+            idea=run.idea,
+        )
+        return self.create_from_agents(workspace_id, team)
 
     def run_team(self, run_id: uuid.UUID, workspace_id: uuid.UUID) -> builtins.list[uuid.UUID]:
         """The agents of a run that still exist, in the run's order (for "save this run's team")."""

@@ -158,6 +158,9 @@ def test_names_with_nul_are_refused_on_every_database(services: Services) -> Non
         make_agent(services, ws, "bad\x00name")
     with pytest.raises(ValidationError, match="NUL"):
         AgentUpdate(name="bad\x00name")
+    # A definition slug with NUL was a PostgreSQL DataError (500) in the catalog lookup.
+    with pytest.raises(ValidationError, match="NUL"):
+        make_agent(services, ws, "nul definition", definition="assist\x00ant")
     with pytest.raises(InvalidInput):
         services.agents.set_status(agent.id, "active", reason="\x00")
     with pytest.raises(InvalidInput):

@@ -72,12 +72,19 @@ def test_templates_are_listed_saved_and_instantiated(server: Server) -> None:
         assert "pm-and-dev" in [t["slug"] for t in ok(client.get("/api/templates"))]
         made = ok(client.post("/api/templates", json={**saved, "slug": "copy"}), 201)
         assert made["builtin"] is False
+        # A member's definition with NUL is refused by the request model, like an agent's.
+        nul = {**saved, "slug": "nul", "members": [{**saved["members"][0], "definition": "engi\x00neer"}]}
+        assert client.post("/api/templates", json=nul).status_code == 422
 
         run = ok(
             client.post("/api/runs", json={"workspace_id": str(ws.id), "agent_ids": [first[1]["id"]], "idea": "x"}), 202
         )
         from_run = ok(client.post("/api/templates/from-run", json={"run_id": run["id"], "slug": "r", "name": "R"}), 201)
         assert [m["definition"] for m in from_run["members"]] == ["architect"] and from_run["idea"] == "x"
+        # A run whose agents were all deleted has no team to save: 409, not a server error.
+        ok(client.delete(f"/api/agents/{first[1]['id']}"), 204)
+        gone = client.post("/api/templates/from-run", json={"run_id": run["id"], "slug": "r2", "name": "R2"})
+        assert gone.status_code == 409 and "none of the run's agents" in gone.json()["detail"]
 
         assert client.post("/api/templates/nope/instantiate", json={"workspace_id": str(ws.id)}).status_code == 404
         other = server.workspace()

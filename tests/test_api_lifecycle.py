@@ -404,6 +404,7 @@ def test_bad_input_is_422_and_writes_nothing(server: Server) -> None:
             {k: v for k, v in base.items() if k != "name"},
             {k: v for k, v in base.items() if k != "definition"},
             {**base, "config": {"temperature": "hot"}},
+            {**base, "definition": "assist\x00ant"},
         ):
             error(client.post("/api/agents", json=bad), 422)
         error(client.post("/api/agents", content=b'{"name": "x",', headers=raw), 422)

@@ -12,7 +12,7 @@ from core.config import Settings
 from core.demo import DEMO_AGENTS
 from core.errors import Conflict, InvalidInput, NotFound
 from core.registry import sync_definitions
-from core.runs import RunCreate
+from core.runs import MAX_IDEA_CHARS, RunCreate
 from core.schemas import AgentCreate, ProjectCreate, WorkspaceCreate, WorkspaceUpdate
 from core.services import Services, build_services
 from core.templates import (
@@ -21,6 +21,7 @@ from core.templates import (
     SOFTWARE_COMPANY,
     TemplateCreate,
     TemplateFromAgents,
+    TemplateFromRun,
     TemplateMember,
     unique_name,
 )
@@ -152,6 +153,25 @@ def test_user_templates_from_members_agents_and_runs(services: Services) -> None
     services.templates.delete(ws, "picked")
     with pytest.raises(NotFound):
         services.templates.get("picked", ws)
+
+
+def test_a_runs_team_is_saved_with_the_runs_longest_idea_and_refused_once_its_agents_are_gone(
+    services: Services,
+) -> None:
+    # Found by the API fuzz test: both cases were a pydantic ValidationError inside the route (500).
+    ws = _ws(services)
+    dev = services.agents.create(AgentCreate(workspace_id=ws, definition="engineer", name="Dev"))
+    idea = "y" * MAX_IDEA_CHARS
+    run = services.runs.create(RunCreate(workspace_id=ws, agent_ids=[dev.id], idea=idea, n_rounds=7))
+    saved = services.templates.create_from_run(ws, TemplateFromRun(run_id=run.id, slug="dev", name="Dev team"))
+    assert [m.name for m in saved.members] == ["Dev"] and saved.idea == idea and saved.n_rounds == 7
+    with pytest.raises(NotFound):
+        services.templates.create_from_run(_ws(services), TemplateFromRun(run_id=run.id, slug="x", name="X"))
+    services.agents.delete(dev.id)
+    before = row_counts(services)
+    with pytest.raises(Conflict, match="none of the run's agents exists"):
+        services.templates.create_from_run(ws, TemplateFromRun(run_id=run.id, slug="empty", name="Empty"))
+    assert row_counts(services) == before
 
 
 def test_the_demo_seed_is_the_builtin_templates() -> None:
