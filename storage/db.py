@@ -53,8 +53,8 @@ def load_json(text: str | bytes) -> Any:
     """JSON columns are read with orjson, several times faster than the standard parser on a
     thread page's metadata; what orjson would read differently or refuses (integers beyond 64
     bits, lone surrogates) goes to the standard parser."""
-    long_digits = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
-    if long_digits.search(text) is None:  # type: ignore[arg-type]
+    long_digits = _LONG_DIGITS_BYTES.search(text) if isinstance(text, bytes) else _LONG_DIGITS.search(text)
+    if long_digits is None:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

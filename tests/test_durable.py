@@ -17,7 +17,7 @@ from core.config import Settings
 from core.events import EventFilter, read_events
 from core.llm_profiles import LlmProfileCreate
 from core.registry import sync_definitions
-from core.runs import RunCreate
+from core.runs import RunCreate, RunPublic
 from core.runtime import checkpoint
 from core.schemas import AgentCreate, WorkspaceCreate, WorkspaceUpdate
 from core.services import Services, build_services
@@ -117,6 +117,17 @@ def _team(rt: Services, ws: uuid.UUID) -> list[uuid.UUID]:
         rt.agents.activate(agent.id)
         ids.append(agent.id)
     return ids
+
+
+def _completed_parent(rt: Services, server: LlmServer) -> RunPublic:
+    """A six-round run of the three-role team, completed: the parent the fork tests start from."""
+    ws = _workspace(rt, server)
+    parent = rt.runtime.start_run(
+        RunCreate(workspace_id=ws, agent_ids=_team(rt, ws), idea="a CLI todo app", n_rounds=6)
+    )
+    assert rt.runtime.wait_for_run(parent.id, WAIT)
+    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
+    return parent
 
 
 def _transcript(rt: Services, run_id: uuid.UUID) -> list[tuple[str, str]]:
@@ -275,11 +286,7 @@ def test_messages_waiting_for_an_answer_survive_a_restart_and_are_answered_in_or
 def test_a_fork_from_round_k_copies_rounds_up_to_k_and_calls_the_llm_only_after(
     rt: Services, server: LlmServer
 ) -> None:
-    ws = _workspace(rt, server)
-    team = _team(rt, ws)
-    parent = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
-    assert rt.runtime.wait_for_run(parent.id, WAIT)
-    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
+    parent = _completed_parent(rt, server)
     server.clear_requests()
 
     fork = rt.runtime.fork_run(parent.id, 2)
@@ -301,11 +308,7 @@ def test_a_fork_from_round_k_copies_rounds_up_to_k_and_calls_the_llm_only_after(
 def test_a_fork_starts_from_its_parents_project_files_of_round_k_not_of_its_end(
     rt: Services, server: LlmServer
 ) -> None:
-    ws = _workspace(rt, server)
-    team = _team(rt, ws)
-    parent = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
-    assert rt.runtime.wait_for_run(parent.id, WAIT)
-    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
+    parent = _completed_parent(rt, server)
     parent_files = set(rt.runtime.run_files(parent.id))
     # Round 3 is the project manager's: WriteTasks (MetaGPT 0.8.2) writes the task document and
     # requirements.txt and adds the task to the project's .dependencies.json.
@@ -565,12 +568,9 @@ def test_a_fork_with_another_profile_plays_only_its_new_rounds_on_that_llm(
 ) -> None:
     from core.errors import InvalidInput
 
-    ws = _workspace(rt, server)
-    team = _team(rt, ws)
+    parent = _completed_parent(rt, server)
+    ws = parent.workspace_id
     profile = _second_profile(rt, ws, second)
-    parent = rt.runtime.start_run(RunCreate(workspace_id=ws, agent_ids=team, idea="a CLI todo app", n_rounds=6))
-    assert rt.runtime.wait_for_run(parent.id, WAIT)
-    assert rt.runs.get(parent.id).status == RunStatus.COMPLETED
     assert second.chat_requests == []
     server.clear_requests()
 
