@@ -64,8 +64,11 @@ class Settings(BaseSettings):
     allow_private_llm: bool = False
     # Runs of one workspace that may be queued or running at once (more is 429).
     max_concurrent_runs: int = 4
-    # Seconds a validated API token stays cached in a process (revocation elsewhere waits this long).
+    # Seconds the rate limiter counts a validated API token against the token's own budget.
     token_cache_seconds: float = 5.0
+    # Seconds a validated API token is accepted again without a database read; revoking waits this
+    # long, so every process of a deployment must share it (core/tokens.py).
+    token_recheck_seconds: float = 0.5
     # WebSocket connections one token may hold open at once.
     max_ws_per_token: int = 20
     # Dashboard logins: wrong passwords allowed per client address (`limits` notation).

@@ -129,4 +129,5 @@ def build_services(settings: Settings, db: Database | None = None) -> Services:
     )
     services.runs.max_concurrent = settings.max_concurrent_runs
     services.tokens.cache_seconds = settings.token_cache_seconds
+    services.tokens.recheck_seconds = settings.token_recheck_seconds
     return services

@@ -4,15 +4,20 @@ A secret looks like `adk_<43 url-safe characters>` (256 random bits). Only its h
 characters (`prefix`, so people can tell tokens apart in a list) reach the database; the secret
 itself is returned once by `create` and never again.
 
-`authenticate` runs on every API request and always makes its one indexed read, so a revocation
-takes effect on the next request in every process (several servers on one PostgreSQL included):
-a cache that skipped the read could not know about a revocation made elsewhere without a read.
-What is cached (per process, `cache_seconds`, default 5 s) is the fact that a secret was valid:
-`cached(hash)` is how the rate limiter tells a validated token (its own budget) from anything
-else (the client address's budget) before any database work; invalid secrets are never cached,
-and revoking drops the token from this process's cache at once. It records `last_used_at` at most once a minute per token: the UPDATE is
-conditional on the stored value being older than that, so neither many requests nor many
-processes turn authentication into a write per request.
+`authenticate` runs on every API request. A secret it validated is accepted again from this
+process's memory for `recheck_seconds` (default 0.5 s) without a database read: the read (and the
+thread hop it costs a request) was a large part of a small write's time. Revocation stays
+immediate for the caller of `revoke`: it drops the token from its own process's cache at once and
+then waits out `recheck_seconds` before returning, so by the time anyone learns that a token is
+revoked, no process (another server on the same PostgreSQL, the CLI's server) still trusts a read
+made before the revocation committed. Every process of a deployment must use the same setting
+(`AGENTDECK_TOKEN_RECHECK_SECONDS`).
+
+The same entries, for `cache_seconds` (default 5 s), tell the rate limiter (`cached(hash)`) a
+validated token (its own budget) from anything else (the client address's budget) before any
+database work; invalid secrets are never cached. It records `last_used_at` at most once a minute
+per token, on a read: the UPDATE is conditional on the stored value being older than that, so
+neither many requests nor many processes turn authentication into a write per request.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ MAX_SECRET_CHARS = 200
 LAST_USED_EVERY = timedelta(minutes=1)
 MAX_TOKENS_LISTED = 1000
 DEFAULT_CACHE_SECONDS = 5.0
+DEFAULT_RECHECK_SECONDS = 0.5
 MAX_CACHED_TOKENS = 10_000
 
 _name = TypeAdapter(Name)
@@ -75,35 +81,51 @@ class TokenService:
         *,
         clock: Callable[[], datetime] = utcnow,
         cache_seconds: float = DEFAULT_CACHE_SECONDS,
+        recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.db = db
         # Injectable so tests can let a minute pass without sleeping.
         self.clock = clock
         self.cache_seconds = cache_seconds
+        self.recheck_seconds = recheck_seconds
         self.monotonic = monotonic
+        self.sleep = sleep
+        # secret hash -> (token, monotonic time just before the read that validated it)
         self._cache: dict[str, tuple[TokenPublic, float]] = {}
         self._cache_lock = threading.Lock()
 
     # -- the cache of valid tokens -----------------------------------------------------------
     def cached(self, secret_hash: str) -> TokenPublic | None:
         """The valid token with this secret hash, if this process validated it recently."""
+        return self._entry(secret_hash, self.cache_seconds)
+
+    def recall(self, secret: str) -> TokenPublic | None:
+        """The token of this secret if a read validated it less than `recheck_seconds` ago: no
+        database work, so the API checks it on the event loop before anything else."""
+        if not secret or len(secret) > MAX_SECRET_CHARS:
+            return None
+        return self._entry(hash_secret(secret), min(self.recheck_seconds, self.cache_seconds))
+
+    def _entry(self, secret_hash: str, max_age: float) -> TokenPublic | None:
         with self._cache_lock:
             entry = self._cache.get(secret_hash)
             if entry is None:
                 return None
-            if entry[1] <= self.monotonic():
+            age = self.monotonic() - entry[1]
+            if age >= self.cache_seconds:
                 del self._cache[secret_hash]
                 return None
-            return entry[0]
+            return entry[0] if age < max_age else None
 
-    def _remember(self, secret_hash: str, token: TokenPublic) -> None:
+    def _remember(self, secret_hash: str, token: TokenPublic, read_at: float) -> None:
         if self.cache_seconds <= 0:
             return
         with self._cache_lock:
             if len(self._cache) >= MAX_CACHED_TOKENS:
                 self._cache.clear()
-            self._cache[secret_hash] = (token, self.monotonic() + self.cache_seconds)
+            self._cache[secret_hash] = (token, read_at)
 
     def _forget(self, token_id: uuid.UUID) -> None:
         with self._cache_lock:
@@ -152,7 +174,10 @@ class TokenService:
             return TokenPublic.model_validate(row)
 
     def revoke(self, token_id: uuid.UUID, scope: uuid.UUID | None = None) -> TokenPublic:
-        """Revoke for good. Revoking a revoked token changes nothing and is not an error."""
+        """Revoke for good. Revoking a revoked token changes nothing and is not an error.
+
+        Returns once no process can still accept the token from its cache (see the module's
+        docstring): up to `recheck_seconds` after the revocation committed."""
         with self.db.write() as session:
             row = session.get(ApiToken, token_id)
             if row is None or (scope is not None and row.workspace_id != scope):
@@ -163,15 +188,27 @@ class TokenService:
                 session.flush()
             public = TokenPublic.model_validate(row)
         self._forget(token_id)
+        assert public.revoked_at is not None
+        # Also when it was already revoked, by a call that may still be waiting.
+        since_revoked = (self.clock() - public.revoked_at).total_seconds()
+        wait = min(self.recheck_seconds, self.recheck_seconds - since_revoked)
+        if wait > 0:
+            self.sleep(wait)
         return public
 
     def authenticate(self, secret: str) -> TokenPublic:
         """The live token whose secret this is; Unauthorized for anything else."""
+        known = self.recall(secret)
+        if known is not None:
+            return known
         if not secret or len(secret) > MAX_SECRET_CHARS:
             raise Unauthorized("invalid token")
         secret_hash = hash_secret(secret)
+        # Taken before the read: an entry never outlives a revocation the read could not see by
+        # more than `recheck_seconds`.
+        read_at = self.monotonic()
         with self.db.read() as session:
-            # A prepared Core statement, not the ORM: this read runs on every API request.
+            # A prepared Core statement, not the ORM.
             row = session.connection().execute(_BY_HASH, {"token_hash": secret_hash}).first()
         if row is None:
             raise Unauthorized("invalid token")
@@ -182,7 +219,7 @@ class TokenService:
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_EVERY:
             self._touch(token.id, now)
             token = token.model_copy(update={"last_used_at": now})
-        self._remember(secret_hash, token)
+        self._remember(secret_hash, token, read_at)
         return token
 
     def _touch(self, token_id: uuid.UUID, now: datetime) -> None:

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from core.errors import InvalidInput, NotFound, Unauthorized
@@ -36,8 +37,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def tokens(services: Services, clock: Clock) -> TokenService:
-    # No cache here: these tests watch every authentication reach the database.
-    return TokenService(services.db, clock=clock, cache_seconds=0)
+    # No cache here: these tests watch every authentication reach the database (and no other
+    # process could hold one, so revoking has no window to wait out).
+    return TokenService(services.db, clock=clock, cache_seconds=0, recheck_seconds=0)
 
 
 @pytest.fixture
@@ -48,6 +50,23 @@ def acme(services: Services) -> WorkspacePublic:
 @pytest.fixture
 def globex(services: Services) -> WorkspacePublic:
     return services.workspaces.create(WorkspaceCreate(slug="globex"))
+
+
+class Statements:
+    """The SQL statements an engine executes while counting."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine, self.seen = engine, []  # type: list[str]
+
+    def _record(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        self.seen.append(statement)
+
+    def __enter__(self) -> list[str]:
+        sa.event.listen(self.engine, "before_cursor_execute", self._record)
+        return self.seen
+
+    def __exit__(self, *exc: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._record)
 
 
 def stored_rows(services: Services) -> list[ApiToken]:
@@ -178,3 +197,54 @@ def test_last_used_at_is_recorded_at_most_once_a_minute(
     # Being used is not a change of the token itself.
     assert row.updated_at == updated_at
     assert tokens.list(acme.id)[0].last_used_at == clock.now
+
+
+def test_a_validated_token_is_recalled_without_a_read_until_its_recheck_window_ends(
+    services: Services, acme: WorkspacePublic
+) -> None:
+    now = [100.0]
+    tokens = TokenService(services.db, recheck_seconds=0.5, monotonic=lambda: now[0])
+    token, secret = tokens.create(acme.id, "ci")
+    assert tokens.recall(secret) is None, "never validated: not known"
+    tokens.authenticate(secret)
+    with Statements(services.db.engine) as seen:
+        assert tokens.authenticate(secret).id == token.id
+        now[0] += 0.49
+        assert tokens.recall(secret) is not None and tokens.authenticate(secret).id == token.id
+    assert seen == []
+    now[0] += 0.01
+    with Statements(services.db.engine) as seen:
+        assert tokens.recall(secret) is None
+        assert tokens.authenticate(secret).id == token.id
+    assert any("api_tokens" in statement for statement in seen), "the window is over: read again"
+    with Statements(services.db.engine) as seen, pytest.raises(Unauthorized):
+        tokens.authenticate(secret + "x")  # an invalid secret is never remembered
+    with Statements(services.db.engine) as seen_again, pytest.raises(Unauthorized):
+        tokens.authenticate(secret + "x")
+    assert seen and seen_again
+
+
+def test_revoking_waits_out_every_process_recheck_window_so_the_next_request_is_refused_anywhere(
+    services: Services, acme: WorkspacePublic, clock: Clock
+) -> None:
+    now = [100.0]
+    server = TokenService(services.db, recheck_seconds=0.5, monotonic=lambda: now[0])  # another process
+    waited: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds  # the server's time passes while the revoker waits
+
+    revoker = TokenService(services.db, clock=clock, recheck_seconds=0.5, sleep=wait)
+    token, secret = revoker.create(acme.id, "ci")
+    server.authenticate(secret)
+    revoker.revoke(token.id)
+    assert waited == [0.5]
+    with pytest.raises(Unauthorized, match="revoked"):
+        server.authenticate(secret)  # the very next request, in the process that had it cached
+    clock.advance(seconds=0.2)
+    revoker.revoke(token.id)  # again while the first may still be waiting: waits the rest
+    assert waited == [0.5, pytest.approx(0.3)]
+    clock.advance(seconds=1)
+    revoker.revoke(token.id)
+    assert waited == [0.5, pytest.approx(0.3)], "long revoked: nothing to wait for"
