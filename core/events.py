@@ -76,8 +76,9 @@ def append_event(
     *,
     agent_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
-) -> Event:
-    """Append an event to the log inside the caller's write transaction."""
+) -> EventOut:
+    """Append an event to the log inside the caller's write transaction; the event as the bus
+    will deliver it."""
     if type is EventType.LLM_TOKEN:
         raise ValueError("llm_token events are pushed with EventBus.publish_ephemeral, never stored")
     validate_payload(type, data)
@@ -110,18 +111,17 @@ def append_event(
     session.info[EVENTS_WRITTEN] = True
     counts = session.info.setdefault(EVENT_TYPE_COUNTS, {})  # for metrics, after commit
     counts[type.value] = counts.get(type.value, 0) + 1
-    session.info.setdefault(EVENT_ROWS, []).append(
-        EventOut.model_construct(
-            seq=next_seq,
-            type=values["type"],
-            workspace_id=workspace_id,
-            agent_id=agent_id,
-            run_id=run_id,
-            ts=now,
-            data=data,
-        )
+    event = EventOut.model_construct(
+        seq=next_seq,
+        type=values["type"],
+        workspace_id=workspace_id,
+        agent_id=agent_id,
+        run_id=run_id,
+        ts=now,
+        data=data,
     )
-    return Event(**values)
+    session.info.setdefault(EVENT_ROWS, []).append(event)
+    return event
 
 
 _EVENTS: sa.Table = Event.__table__  # type: ignore[attr-defined]

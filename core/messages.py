@@ -170,7 +170,7 @@ class MessageService:
         whether the agent answers without reading the agent again)."""
         fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
         with self.db.write() as session:
-            agent = _agent_key(session, agent_id, scope)
+            agent = _agent_key(session, agent_id, scope, with_thread_head=True)
             return _insert(session, agent, fields, run_id, actor), agent.status
 
     def append_in(
@@ -382,7 +382,9 @@ def _insert(
             raise NotFound("run", run_id)
     # Safe as max+1: writers are serialized database-wide (storage/db.py); a lookup of the last
     # entry of the unique (agent_id, seq) index, whatever the thread's length.
-    current = session.connection().execute(_THREAD_HEAD, {"agent_id": agent.id}).scalar()
+    current = getattr(agent, "thread_head", None)
+    if current is None:
+        current = session.connection().execute(_THREAD_HEAD, {"agent_id": agent.id}).scalar()
     now = utcnow()
     values = {
         # A replayed round writes its messages with the same ids (core/runtime/durable.py).
@@ -425,18 +427,30 @@ class _AgentKey:
     id: uuid.UUID
     workspace_id: uuid.UUID
     status: str
+    # The last seq of the agent's thread (0: empty) when read with the agent, in a write.
+    thread_head: int | None = None
 
 
-def _agent_key(session: Session, agent_id: uuid.UUID, scope: uuid.UUID | None) -> _AgentKey:
-    row = session.connection().execute(_AGENT_KEY, {"id": agent_id}).first()
+def _agent_key(
+    session: Session, agent_id: uuid.UUID, scope: uuid.UUID | None, *, with_thread_head: bool = False
+) -> _AgentKey:
+    """The agent's key; `with_thread_head`: and its thread's last seq, in the same statement (a
+    message write needs both: one statement fewer per message)."""
+    statement = _AGENT_KEY_AND_THREAD_HEAD if with_thread_head else _AGENT_KEY
+    row = session.connection().execute(statement, {"id": agent_id}).first()
     if row is None or (scope is not None and row.workspace_id != scope):
         raise NotFound("agent", agent_id)
-    return _AgentKey(agent_id, row.workspace_id, row.status)
+    return _AgentKey(agent_id, row.workspace_id, row.status, row[2] if with_thread_head else None)
 
 
 _AGENTS: sa.Table = AgentInstance.__table__  # type: ignore[attr-defined]
 _AGENT_KEY = sa.select(_AGENTS.c.workspace_id, _AGENTS.c.status).where(_AGENTS.c.id == sa.bindparam("id"))
 _THREAD_HEAD = sa.select(sa.func.max(_MESSAGES.c.seq)).where(_MESSAGES.c.agent_id == sa.bindparam("agent_id"))
+_AGENT_KEY_AND_THREAD_HEAD = _AGENT_KEY.add_columns(
+    sa.select(sa.func.coalesce(sa.func.max(_MESSAGES.c.seq), 0))
+    .where(_MESSAGES.c.agent_id == _AGENTS.c.id)
+    .scalar_subquery()
+)
 
 
 def _short_text(name: str, value: Any, max_chars: int, *, required: bool) -> str:
