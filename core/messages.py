@@ -382,7 +382,7 @@ def _insert(
             raise NotFound("run", run_id)
     # Safe as max+1: writers are serialized database-wide (storage/db.py); a lookup of the last
     # entry of the unique (agent_id, seq) index, whatever the thread's length.
-    current = getattr(agent, "thread_head", None)
+    current = agent.thread_head if isinstance(agent, _AgentKey) else None
     if current is None:
         current = session.connection().execute(_THREAD_HEAD, {"agent_id": agent.id}).scalar()
     now = utcnow()
