@@ -21,10 +21,12 @@ import builtins
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import pydantic_core
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
@@ -101,6 +103,66 @@ _MESSAGES: sa.Table = AgentMessage.__table__  # type: ignore[attr-defined]
 _ROW_NAMES = [name for name in MessagePublic.model_fields if name not in ("workspace_id", "agent_id")]
 assert _ROW_NAMES[0] == "id" and list(MessagePublic.model_fields)[1:3] == ["workspace_id", "agent_id"]
 _ROW_COLUMNS = [_MESSAGES.c[name] for name in _ROW_NAMES]
+# On SQLite these are stored as text (32 hex digits, JSON, "YYYY-MM-DD HH:MM:SS.ffffff" in UTC): a page
+# reads them as that text, not converted into UUIDs, dicts and datetimes only to be encoded again.
+_STORED_AS_TEXT = {"id", "run_id", "send_to", "metadata", "created_at"}
+_STORED_TEXT_COLUMNS = [
+    sa.type_coerce(column, sa.String).label(column.name) if column.name in _STORED_AS_TEXT else column
+    for column in _ROW_COLUMNS
+]
+
+
+def _encode_stored_rows(agent: _AgentKey, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """SQLite rows of `_STORED_TEXT_COLUMNS` as MessagePublic's JSON values: the JSON columns are
+    embedded as stored (orjson.Fragment), ids and times reformatted as pydantic writes them. A
+    test holds this equal to the validated page (tests/test_write_path.py)."""
+    workspace_id, agent_id = str(agent.workspace_id), str(agent.id)
+    fragment = orjson.Fragment
+    return [
+        {
+            "id": _dashed(id_hex),
+            "workspace_id": workspace_id,
+            "agent_id": agent_id,
+            "run_id": None if run_hex is None else _dashed(run_hex),
+            "seq": seq,
+            "sender": sender,
+            "role": role,
+            "content": content,
+            "cause_by": cause_by,
+            "send_to": fragment(send_to),
+            "metadata": fragment(metadata),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost": cost,
+            "created_at": _utc_iso(created_at),
+        }
+        for (
+            id_hex,
+            run_hex,
+            seq,
+            sender,
+            role,
+            content,
+            cause_by,
+            send_to,
+            metadata,
+            prompt_tokens,
+            completion_tokens,
+            cost,
+            created_at,
+        ) in rows
+    ]
+
+
+def _dashed(hex32: str) -> str:
+    return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+
+
+def _utc_iso(stored: str) -> str:
+    """'2026-01-02 03:04:05.120000' (naive UTC, as stored) as pydantic writes the aware datetime:
+    '2026-01-02T03:04:05.120000Z', without a fraction of zero."""
+    text = stored.replace(" ", "T", 1)
+    return (text[:-7] if text.endswith(".000000") else text) + "Z"
 
 
 def thread_cursor(seq: int) -> str:
@@ -280,8 +342,13 @@ class MessageService:
         before: str | None = None,
         after: str | None = None,
     ) -> bytes:
-        """`list`, already encoded as the JSON of a Page[MessagePublic] (the API's answer): the
-        rows go straight to pydantic's JSON encoder, without building a model per message."""
+        """`list`, already encoded as the JSON of a Page[MessagePublic] (the API's answer), without
+        building a model per message. On SQLite the page is written from the stored text itself
+        (see `_encode_stored_rows`); elsewhere the typed rows go straight to pydantic's encoder."""
+        if self.db.dialect == "sqlite":
+            agent, rows, limit = self._thread_rows(agent_id, scope, limit, before, after, _STORED_TEXT_COLUMNS)
+            next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+            return orjson.dumps({"items": _encode_stored_rows(agent, rows[:limit]), "next_cursor": next_cursor})
         items, next_cursor = self._thread_page(agent_id, scope, limit, before, after)
         return pydantic_core.to_json({"items": items, "next_cursor": next_cursor})
 
@@ -293,20 +360,7 @@ class MessageService:
         before: str | None,
         after: str | None,
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        if before is not None and after is not None:
-            raise InvalidInput("give either 'before' or 'after', not both")
-        limit = clamp_limit(limit)
-        seq = _MESSAGES.c.seq
-        stmt = sa.select(*_ROW_COLUMNS).where(_MESSAGES.c.agent_id == agent_id)
-        if after is not None:
-            stmt = stmt.where(seq > _seq_cursor(after)).order_by(seq)
-        else:
-            if before is not None:
-                stmt = stmt.where(seq < _seq_cursor(before))
-            stmt = stmt.order_by(seq.desc())
-        with self.db.read() as session:
-            agent = _agent_key(session, agent_id, scope)
-            rows = session.connection().execute(stmt.limit(limit + 1)).all()
+        agent, rows, limit = self._thread_rows(agent_id, scope, limit, before, after, _ROW_COLUMNS)
         # The agent and workspace are the page's, not read (and converted) again for every row.
         # (Keys in the model's field order: the JSON is the same, byte for byte.)
         ws, ag, rest = agent.workspace_id, agent.id, _ROW_NAMES[1:]
@@ -316,6 +370,33 @@ class MessageService:
         ]
         next_cursor = encode_cursor(items[-1]["seq"]) if len(rows) > limit else None
         return items, next_cursor
+
+    def _thread_rows(
+        self,
+        agent_id: uuid.UUID,
+        scope: uuid.UUID | None,
+        limit: int | None,
+        before: str | None,
+        after: str | None,
+        columns: builtins.list[Any],
+    ) -> tuple[_AgentKey, Sequence[sa.Row[Any]], int]:
+        """A page of the thread's rows (one more than the limit when more follow), the agent's
+        key and the clamped limit."""
+        if before is not None and after is not None:
+            raise InvalidInput("give either 'before' or 'after', not both")
+        limit = clamp_limit(limit)
+        seq = _MESSAGES.c.seq
+        stmt = sa.select(*columns).where(_MESSAGES.c.agent_id == agent_id)
+        if after is not None:
+            stmt = stmt.where(seq > _seq_cursor(after)).order_by(seq)
+        else:
+            if before is not None:
+                stmt = stmt.where(seq < _seq_cursor(before))
+            stmt = stmt.order_by(seq.desc())
+        with self.db.read() as session:
+            agent = _agent_key(session, agent_id, scope)
+            rows = session.connection().execute(stmt.limit(limit + 1)).all()
+        return agent, rows, limit
 
     def list_run(
         self,

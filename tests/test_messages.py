@@ -7,6 +7,7 @@ captured while the service ran, so "a page costs the same at any depth" is check
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -373,7 +374,7 @@ def test_json_columns_read_back_what_the_fast_json_reader_refuses(services: Serv
     with services.db.write() as session:
         session.connection().execute(sa.update(table).where(table.c.id == message.id).values(metadata=legacy))
     assert messages.list(agent.id).items[0].metadata == legacy
-    assert b'"big":1000000000000000000000000000000' in messages.list_json(agent.id)
+    assert json.loads(messages.list_json(agent.id))["items"][0]["metadata"] == legacy
 
 
 def test_other_fields_are_checked_before_writing(services: Services, messages: MessageService) -> None:

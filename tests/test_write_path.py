@@ -7,7 +7,8 @@
   busy timeout set to zero (any collision would fail at once) eight threads still all commit.
 - The bus delivers handed-over events in seq order, and reads the log when a hand-over does not
   continue it (another process committed in between).
-- A thread page encoded straight from the rows is byte-for-byte what the validated model gives.
+- A thread page encoded straight from the rows (on SQLite: from the stored text) is what the validated
+  model gives, value for value and key for key.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,11 @@ from core.config import Settings
 from core.db import Database
 from core.events import EventBus, EventFilter, EventOut, EventType, append_event, read_events
 from core.messages import MessagePublic, MessageService, thread_cursor
+from core.runs import RunCreate
 from core.schemas import AgentCreate, Page, WorkspaceCreate
 from core.services import Services, build_services
 from core.workspaces import WorkspaceService
+from storage.models import AgentMessage
 from tests.app_process import AppProcess
 from tests.db import USE_POSTGRES, create_pg_database, drop_pg_database
 
@@ -249,25 +253,36 @@ async def test_concurrent_writers_reach_a_subscriber_in_seq_order_without_gaps(s
 def test_a_thread_page_encoded_from_the_rows_equals_the_validated_page(services: Services) -> None:
     ws = services.workspaces.create(WorkspaceCreate(slug="json"))
     agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="j"))
-    run_id = None
+    run = services.runs.create(RunCreate(workspace_id=ws.id, agent_ids=[agent.id], idea="an idea"))
     for i in range(12):
         services.messages.append(
             agent.id,
-            f'message {i} with ünïcode, "quotes" and <b>tags</b>',
+            f'message {i} with ünïcode, "quotes", \u2028, \x7f, \\ and <b>tags</b>',
             sender="user" if i % 2 else "j",
             role="user" if i % 2 else "assistant",
-            metadata={"i": i, "nested": {"ok": [1, 2.5, None]}},
+            metadata={"i": i, "nested": {"ok": [1, 2.5, None, -(2**63)]}, "ключ": "é ✓", "": 1e-7},
             send_to=["a", "b"] if i % 3 == 0 else None,
             prompt_tokens=i,
             completion_tokens=2 * i,
-            cost=0.001 * i,
-            run_id=run_id,
+            cost=0.1 + 0.2 * i,
+            run_id=run.id if i % 4 == 0 else None,
         )
-    for kwargs in ({}, {"limit": 5}, {"limit": 5, "before": thread_cursor(8)}, {"limit": 4, "after": thread_cursor(3)}):
-        encoded = services.messages.list_json(agent.id, scope=ws.id, **kwargs)  # type: ignore[arg-type]
+    # A time without a fraction of a second, and a JSON value this service no longer accepts but
+    # an older row may hold (an integer beyond 64 bits): both read back as the model writes them.
+    table = AgentMessage.__table__  # type: ignore[attr-defined]
+    with services.db.write() as session:
+        session.connection().execute(
+            sa.update(table)
+            .where(table.c.agent_id == agent.id, table.c.seq == 2)
+            .values(created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), metadata={"big": 10**30})
+        )
+    for kwargs in ({}, {"limit": 5}, {"limit": 5, "before": thread_cursor(8)}, {"limit": 4, "after": thread_cursor(1)}):
+        encoded = json.loads(services.messages.list_json(agent.id, scope=ws.id, **kwargs))  # type: ignore[arg-type]
         page = services.messages.list(agent.id, scope=ws.id, **kwargs)  # type: ignore[arg-type]
         validated = Page[MessagePublic](
             items=[MessagePublic.model_validate(m.model_dump()) for m in page.items], next_cursor=page.next_cursor
         )
-        assert encoded == validated.model_dump_json().encode()
-        assert json.loads(encoded) == validated.model_dump(mode="json")
+        assert encoded == validated.model_dump(mode="json")
+        assert [list(item) for item in encoded["items"]] == [list(MessagePublic.model_fields)] * len(page.items)
+    second = json.loads(services.messages.list_json(agent.id, after=thread_cursor(1), limit=1))["items"][0]
+    assert (second["created_at"], second["metadata"]) == ("2026-01-02T03:04:05Z", {"big": 10**30})
