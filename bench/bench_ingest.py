@@ -16,6 +16,9 @@ dropped afterwards). Its figures:
   floor that the framework and the machine set for any request;
 - `server CPU ms/req`: CPU time the server process used per request (all threads), read from
   /proc: the figure least disturbed by other programs on a shared machine;
+- `floor`: the same figures from bench/floor_app.py, the same web stack (uvicorn, FastAPI, a
+  pydantic body, a sync route in the thread pool) inserting one plain row per POST with sqlite3:
+  what any request costs on this machine before AgentDeck does anything of its own;
 - `raw sqlite` / `raw psycopg`: the same rows inserted by plain sqlite3 / psycopg, one INSERT
   and one COMMIT per row (WAL, synchronous as the app sets it), from one thread — the floor
   that "how much does the app cost" is measured against. Every app figure is printed as a
@@ -33,7 +36,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -70,24 +76,15 @@ RAW_SCHEMA = (
 
 
 # -- the app -------------------------------------------------------------------------------------
-class App:
-    """`python main.py` from `root` (this checkout or an older one) on `database_url`."""
+class Server:
+    """A server process on a free port, started with `command` in `cwd`, until `stop()`."""
 
-    def __init__(self, root: Path, data_dir: Path, database_url: str) -> None:
-        self.port = free_port()
+    def __init__(self, command: list[str], cwd: Path, env: dict[str, str], log: Path, port: int) -> None:
+        self.port = port
         self.base_url = f"http://127.0.0.1:{self.port}"
-        env = {
-            "AGENTDECK_DATA_DIR": str(data_dir),
-            "AGENTDECK_PORT": str(self.port),
-            "AGENTDECK_RATE_LIMIT": "off",
-            "AGENTDECK_PRELOAD_RUNTIME": "false",
-            "DATABASE_URL": database_url,
-        }
-        self.log = data_dir.parent / f"app-{self.port}.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "main.py"], cwd=root, env=clean_env(**env), stdout=log, stderr=subprocess.STDOUT
-            )
+        self.log = log
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(command, cwd=cwd, env=clean_env(**env), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -97,7 +94,7 @@ class App:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"app did not start:\n{self.log.read_text(errors='replace')}")
+                raise RuntimeError(f"server did not start:\n{self.log.read_text(errors='replace')}")
             time.sleep(0.2)
 
     def cpu_seconds(self) -> float:
@@ -113,6 +110,31 @@ class App:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class App(Server):
+    """`python main.py` from `root` (this checkout or an older one) on `database_url`."""
+
+    def __init__(self, root: Path, data_dir: Path, database_url: str) -> None:
+        port = free_port()
+        env = {
+            "AGENTDECK_DATA_DIR": str(data_dir),
+            "AGENTDECK_PORT": str(port),
+            "AGENTDECK_RATE_LIMIT": "off",
+            "AGENTDECK_PRELOAD_RUNTIME": "false",
+            "DATABASE_URL": database_url,
+        }
+        super().__init__([sys.executable, "main.py"], root, env, data_dir.parent / f"app-{port}.log", port)
+
+
+class Floor(Server):
+    """bench/floor_app.py: the same web stack writing one plain row per POST (its docstring)."""
+
+    def __init__(self, tmp: Path) -> None:
+        port = free_port()
+        command = [sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", str(port)]
+        command += ["--db", str(tmp / f"floor-{port}.db")]
+        super().__init__(command, ROOT, {}, tmp / f"floor-{port}.log", port)
 
 
 def prepare(database_url: str, data_dir: Path, walk_messages: int) -> dict[str, Any]:
@@ -173,7 +195,7 @@ def raw_psycopg(url: str, rows: int) -> float:
 
 
 # -- through the API -----------------------------------------------------------------------------
-def post_rate(app: App, agent: uuid.UUID, token: str, clients: int, total: int) -> tuple[float, float, list[str]]:
+def post_rate(app: Server, agent: uuid.UUID, token: str, clients: int, total: int) -> tuple[float, float, list[str]]:
     """Messages per second posted by `clients` threads, the server's CPU milliseconds per
     message, and every non-201 answer seen."""
     url = f"{app.base_url}/api/agents/{agent}/messages"
@@ -203,7 +225,7 @@ def post_rate(app: App, agent: uuid.UUID, token: str, clients: int, total: int) 
     return per * clients / elapsed, (app.cpu_seconds() - cpu) * 1000 / (per * clients), failures
 
 
-def health_rate(app: App, total: int) -> tuple[float, float]:
+def health_rate(app: Server, total: int) -> tuple[float, float]:
     """The floor of any request on this server and machine: `GET /api/health`, one client."""
     with httpx.Client(timeout=60) as http:
         http.get(f"{app.base_url}/api/health")
@@ -213,6 +235,28 @@ def health_rate(app: App, total: int) -> tuple[float, float]:
             http.get(f"{app.base_url}/api/health")
         elapsed = time.perf_counter() - started
     return total / elapsed, (app.cpu_seconds() - cpu) * 1000 / total
+
+
+def wrk_rate(
+    server: Server, path: str, token: str | None, connections: int, seconds: float, body: str | None = None
+) -> tuple[float, float, int]:
+    """Requests per second from wrk (C, one thread per connection up to 2, so the load generator
+    costs little of the machine), the server's CPU ms per request, and the non-2xx answers."""
+    script = Path(tempfile.mkdtemp(prefix="wrk-")) / "request.lua"
+    lines = ['wrk.headers["Content-Type"] = "application/json"']
+    if token:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+    if body is not None:
+        lines += ['wrk.method = "POST"', f"wrk.body = {json.dumps(body)}"]
+    script.write_text("\n".join(lines) + "\n")
+    threads = str(min(connections, 2))
+    command = ["wrk", "-t", threads, "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "-s", str(script)]
+    cpu = server.cpu_seconds()
+    done = subprocess.run([*command, server.base_url + path], capture_output=True, text=True, check=True)
+    requests = int(re.search(r"(\d+) requests in", done.stdout).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    return rate, (server.cpu_seconds() - cpu) * 1000 / max(requests, 1), int(failed.group(1)) if failed else 0
 
 
 async def _offered(app: App, agent: uuid.UUID, token: str, rate: float, seconds: float) -> list[float]:
@@ -298,6 +342,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="how long the rate is offered")
     parser.add_argument("--walk-messages", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=1, help="repeat the throughput figures")
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "httpx"),
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="load generator for the rate figures: wrk (default when installed; apt-get install wrk) "
+        "costs the 2-core machine far less than Python threads with httpx",
+    )
     parser.add_argument("--app-root", type=Path, default=ROOT, help="the checkout whose main.py is measured")
     args = parser.parse_args()
     # A terminated bench still stops the app it started (the `finally` blocks below).
@@ -310,9 +361,11 @@ def main() -> None:
     else:
         database_url = f"sqlite:///{tmp / 'data' / 'agentdeck.db'}"
     try:
-        print(f"database: {make_url(database_url).get_backend_name()}; app: {args.app_root}; load: {os.getloadavg()}")
+        backend = make_url(database_url).get_backend_name()
+        print(f"database: {backend}; app: {args.app_root}; client: {args.client}; load: {os.getloadavg()}")
         ids = prepare(database_url, tmp / "data", args.walk_messages)
         app = App(args.app_root, tmp / "data", database_url)
+        floor = Floor(tmp)
         try:
             rows: list[tuple[str, float, float, float | None]] = []
             for _ in range(args.repeat):
@@ -323,13 +376,24 @@ def main() -> None:
                     rows.append(("raw psycopg, 1 commit/row", base, base, None))
                 else:
                     base = raw
-                health, health_cpu = health_rate(app, args.messages // 2)
-                rows.append(("API GET /api/health, 1 client", health, base, health_cpu))
-                for clients in (1, 8):
-                    rate, cpu_ms, failures = post_rate(app, ids["agent"], ids["token"], clients, args.messages)
-                    rows.append((f"API POST, {clients} client{'s' if clients > 1 else ''}", rate, base, cpu_ms))
-                    if failures:
-                        print(f"  {len(failures)} failed requests, e.g. {failures[0]}")
+                for name, server in (("floor", floor), ("API", app)):
+                    if args.client == "wrk":
+                        health, health_cpu, _ = wrk_rate(server, "/api/health", None, 1, args.seconds)
+                    else:
+                        health, health_cpu = health_rate(server, args.messages // 2)
+                    rows.append((f"{name} GET /api/health, 1 client", health, base, health_cpu))
+                    for clients in (1, 8):
+                        if args.client == "wrk":
+                            path, body = f"/api/agents/{ids['agent']}/messages", json.dumps({"content": CONTENT})
+                            rate, cpu_ms, failed = wrk_rate(server, path, ids["token"], clients, args.seconds, body)
+                            failures = [f"{failed} non-2xx answers"] if failed else []
+                        else:
+                            rate, cpu_ms, failures = post_rate(
+                                server, ids["agent"], ids["token"], clients, args.messages
+                            )
+                        rows.append((f"{name} POST, {clients} client{'s' if clients > 1 else ''}", rate, base, cpu_ms))
+                        if failures:
+                            print(f"  {len(failures)} failed requests, e.g. {failures[0]}")
             print(f"\n{'figure':34} {'msg/s':>9} {'x raw':>8} {'server CPU ms/req':>18}")
             for name, rate, base, cpu_ms in rows:
                 cpu = f"{cpu_ms:18.2f}" if cpu_ms is not None else ""
@@ -345,6 +409,7 @@ def main() -> None:
             print(f"load average after: {os.getloadavg()}")
         finally:
             app.stop()
+            floor.stop()
     finally:
         drop()
 

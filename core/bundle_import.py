@@ -42,6 +42,7 @@ from core.bundle_format import (
 from core.db import Database
 from core.errors import Conflict, DomainError, InvalidInput
 from core.events import EventType, append_event
+from core.messages import index_pending_messages
 from core.schemas import SLUG_RE
 from core.validation import check_storable_json
 
@@ -260,6 +261,9 @@ def _write(
                         .where(plan.table.c.id == row["id"])
                         .values({column: mapping.get(value, value)})
                     )
+            # SQLite queues new messages for the search index (core.messages): index them here, in the
+            # import's transaction, rather than in the first search after it.
+            index_pending_messages(conn)
             new_workspace_id = maps["workspaces"].get(workspace["id"], workspace["id"])
             for info, run_id, relative in checked.files:
                 new_run = maps["runs"].get(run_id, run_id)

@@ -13,6 +13,8 @@ Rules (SPEC §2, §5, §6):
 - Search is per workspace, over the FTS objects of migration 006 (SQLite FTS5 / PostgreSQL
   GIN on to_tsvector('simple', content)). A query is a list of words that must all appear; the
   user's text is never parsed as query syntax, so operators or stray quotes cannot break it.
+  SQLite indexes new messages in batches, not each in its own transaction (migration 015): a
+  search first indexes whatever is still pending, so it finds every committed message.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ MAX_METADATA_BYTES = 64 * 1024
 MAX_QUERY_CHARS = 1000
 MAX_QUERY_TERMS = 32
 FTS_TABLE = "agent_messages_fts"  # created by migrations/versions/006_message_search.py
+# SQLite: rowids of messages not yet in FTS_TABLE (migrations/versions/015_search_index_pending.py).
+FTS_PENDING_TABLE = "agent_messages_fts_pending"
+# Messages a process writes before it indexes the pending ones (one FTS5 segment per batch).
+DEFAULT_SEARCH_INDEX_BATCH = 256
 
 
 class MessageCreate(BaseModel):
@@ -172,9 +178,18 @@ def thread_cursor(seq: int) -> str:
 
 
 class MessageService:
-    def __init__(self, db: Database, max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS) -> None:
+    def __init__(
+        self,
+        db: Database,
+        max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+        search_index_batch: int = DEFAULT_SEARCH_INDEX_BATCH,
+    ) -> None:
         self.db = db
         self.max_content_chars = max_content_chars
+        self.search_index_batch = search_index_batch
+        # Messages this process wrote since it last indexed. Only touched inside write
+        # transactions, which SQLite serializes per process (storage/db.py): no lock of its own.
+        self._unindexed = 0
 
     # -- writing ---------------------------------------------------------------------------
     def append(
@@ -233,7 +248,9 @@ class MessageService:
         fields = self._check(content, sender, role, metadata, cause_by, send_to, prompt_tokens, completion_tokens, cost)
         with self.db.write() as session:
             agent = _agent_key(session, agent_id, scope, with_thread_head=True)
-            return _insert(session, agent, fields, run_id, actor), agent.status
+            message = _insert(session, agent, fields, run_id, actor)
+            self._index_in_batches(session)
+            return message, agent.status
 
     def append_in(
         self,
@@ -263,7 +280,19 @@ class MessageService:
                 raise NotFound("agent", agent.id)
         else:
             agent = get_agent_row(session, agent, scope)
-        return _insert(session, agent, fields, run_id, actor, message_id)
+        message = _insert(session, agent, fields, run_id, actor, message_id)
+        self._index_in_batches(session)
+        return message
+
+    def _index_in_batches(self, session: Session) -> None:
+        """SQLite: after every `search_index_batch` messages, index the pending ones in this
+        transaction (searches index what is left before they read)."""
+        if self.db.dialect != "sqlite":
+            return
+        self._unindexed += 1
+        if self._unindexed >= self.search_index_batch:
+            index_pending_messages(session.connection())
+            self._unindexed = 0
 
     def exists_in(self, session: Session, message_id: uuid.UUID) -> bool:
         return session.get(AgentMessage, message_id) is not None
@@ -433,6 +462,8 @@ class MessageService:
             raise NotFound("workspace", workspace_id)
         terms = _search_terms(query)
         after = _time_id_cursor(cursor) if cursor else None  # a malformed cursor is 422 in any case
+        if terms and self.db.dialect == "sqlite":
+            self._index_pending()
         with self.db.read() as session:
             if session.get(Workspace, workspace_id) is None:
                 raise NotFound("workspace", workspace_id)
@@ -444,6 +475,33 @@ class MessageService:
             stmt = stmt.order_by(col(AgentMessage.created_at).desc(), col(AgentMessage.id).desc()).limit(limit + 1)
             rows = list(session.exec(stmt))
         return _time_page(rows, limit)
+
+    def _index_pending(self) -> None:
+        """Index every message committed so far (SQLite), so a search finds them all."""
+        with self.db.read() as session:
+            pending = session.connection().execute(_ANY_PENDING).scalar()
+        if pending:
+            with self.db.write() as session:
+                index_pending_messages(session.connection())
+                self._unindexed = 0
+
+
+def index_pending_messages(connection: sa.Connection) -> int:
+    """SQLite: put the messages queued by migration 015's insert trigger into the full-text index,
+    in the caller's write transaction; the number indexed. No-op on other databases."""
+    if connection.dialect.name != "sqlite":
+        return 0
+    indexed = connection.execute(_INDEX_PENDING).rowcount
+    connection.execute(_CLEAR_PENDING)
+    return int(indexed or 0)
+
+
+_ANY_PENDING = sa.text(f"SELECT EXISTS (SELECT 1 FROM {FTS_PENDING_TABLE})")
+_INDEX_PENDING = sa.text(
+    f"INSERT INTO {FTS_TABLE}(rowid, content) "
+    f"SELECT m.rowid, m.content FROM {FTS_PENDING_TABLE} p JOIN agent_messages m ON m.rowid = p.rowid"
+)
+_CLEAR_PENDING = sa.text(f"DELETE FROM {FTS_PENDING_TABLE}")
 
 
 # -- writing helpers -------------------------------------------------------------------------

@@ -20,11 +20,20 @@ from sqlmodel import col, func, select
 
 from core.db import Database
 from core.errors import InvalidInput, NotFound, TooLarge
-from core.messages import MAX_METADATA_BYTES, MessageCreate, MessagePublic, MessageService, thread_cursor
+from core.messages import (
+    FTS_PENDING_TABLE,
+    FTS_TABLE,
+    MAX_METADATA_BYTES,
+    MessageCreate,
+    MessagePublic,
+    MessageService,
+    thread_cursor,
+)
 from core.schemas import AgentCreate, AgentPublic, WorkspaceCreate, WorkspacePublic
 from core.services import Services
 from storage.models import AgentMessage, Event, Run
 from storage.types import utcnow
+from tests.db import USE_POSTGRES
 
 THREAD = 10_000
 PAGE = 500
@@ -506,6 +515,84 @@ def test_search_treats_operators_as_words(services: Services, messages: MessageS
     assert [m.id for m in messages.search(ws.id, 'baz"').items] == [either.id]
     with pytest.raises(InvalidInput):
         messages.search(ws.id, "word " * 40)
+
+
+# -- SQLite: the search index is written in batches (migration 015) ---------------------------
+sqlite_only = pytest.mark.skipif(USE_POSTGRES, reason="PostgreSQL's GIN index is updated in each write")
+
+
+def _pending(db: Database) -> int:
+    with db.read() as session:
+        return int(session.connection().execute(sa.text(f"SELECT count(*) FROM {FTS_PENDING_TABLE}")).scalar_one())
+
+
+def _index_matches_the_messages(db: Database) -> None:
+    """FTS5's own check that its index holds exactly the content table's rows (SQLite fails it as
+    'database disk image is malformed' otherwise), e.g. after a 'delete' of a row never indexed."""
+    with db.write() as session:
+        session.connection().execute(
+            sa.text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('integrity-check', 1)")
+        )
+
+
+@sqlite_only
+def test_a_search_finds_messages_still_waiting_for_the_index(services: Services) -> None:
+    messages = MessageService(services.db, search_index_batch=1000)
+    ws = make_workspace(services, "pending")
+    agent = make_agent(services, ws, "a")
+    written = [messages.append(agent.id, f"pending word {i}").id for i in range(5)]
+    assert _pending(services.db) == 5  # written, not yet indexed
+    assert [m.id for m in messages.search(ws.id, "pending word").items] == written[::-1]
+    assert _pending(services.db) == 0
+    _index_matches_the_messages(services.db)
+
+
+@sqlite_only
+def test_messages_are_indexed_in_batches_inside_the_writes(services: Services) -> None:
+    messages = MessageService(services.db, search_index_batch=3)
+    ws = make_workspace(services, "batches")
+    agent = make_agent(services, ws, "a")
+    pending = []
+    for i in range(7):
+        messages.append(agent.id, f"batch {i}")
+        pending.append(_pending(services.db))
+    assert pending == [1, 2, 0, 1, 2, 0, 1]
+
+
+@sqlite_only
+def test_the_index_stays_exact_through_deletes_updates_and_reused_rowids(services: Services) -> None:
+    messages = MessageService(services.db, search_index_batch=1000)
+    ws = make_workspace(services, "exact")
+    agent = make_agent(services, ws, "a")
+    table = AgentMessage.__table__  # type: ignore[attr-defined]
+
+    def edit(message_id: uuid.UUID, content: str | None) -> None:
+        with services.db.write() as session:  # no service edits or deletes one message: the index follows anyway
+            where = table.c.id == message_id
+            statement = sa.delete(table) if content is None else sa.update(table).values(content=content)
+            session.connection().execute(statement.where(where))
+
+    def found(words: str) -> list[str]:
+        return [m.content for m in messages.search(ws.id, words).items]
+
+    indexed = [messages.append(agent.id, f"indexed {word}").id for word in ("alpha", "beta", "gamma")]
+    assert len(found("indexed")) == 3 and _pending(services.db) == 0
+    waiting = [messages.append(agent.id, f"waiting {word}").id for word in ("delta", "epsilon")]
+    edit(waiting[1], None)  # deleted before it was ever indexed: FTS5 must not be told to delete it
+    edit(waiting[0], "waiting changed")  # changed while waiting: indexed with what it says now
+    edit(indexed[0], "indexed renamed")  # changed after indexing: out of the index, then in again
+    edit(indexed[1], None)
+    assert sorted(found("indexed")) == ["indexed gamma", "indexed renamed"]
+    assert found("waiting") == ["waiting changed"] and found("delta") == found("epsilon") == []
+    _index_matches_the_messages(services.db)
+
+    # SQLite gives the next row the rowid of the newest one deleted: queued again, with new words.
+    newest = messages.append(agent.id, "newest zeta")
+    assert found("zeta") == ["newest zeta"]
+    edit(newest.id, None)
+    messages.append(agent.id, "reused eta")
+    assert found("zeta") == [] and found("eta") == ["reused eta"]
+    _index_matches_the_messages(services.db)
 
 
 def test_search_follows_updates_and_deletes(services: Services, messages: MessageService) -> None:

@@ -103,3 +103,51 @@ def test_014_adds_a_runs_llm_profile_and_both_directions_keep_the_runs(empty_dat
     assert (back.llm_profile, back.llm_label) == (None, "openai · gpt-4o-mini (profile: fast)")
     again.db.dispose()
     engine.dispose()
+
+
+def test_015_queues_messages_for_the_search_index_and_both_directions_keep_search_complete(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """On SQLite, messages written at 015 wait in a queue for the index; downgrading indexes them
+    and restores 006's triggers, upgrading queues new ones again. Search finds every message at
+    each step (PostgreSQL's index is untouched by 015: the same holds there trivially)."""
+    engine = make_engine(empty_database_url)
+    upgrade(engine, empty_database_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=empty_database_url)
+    services = build_services(settings)
+    sync_definitions(services.db)
+    ws = services.workspaces.create(WorkspaceCreate(slug="search"))
+    agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="helper"))
+    for word in ("first", "second"):
+        services.messages.append(agent.id, f"findable {word}")
+    services.db.dispose()
+    sqlite = empty_database_url.startswith("sqlite")
+
+    def matches(word: str) -> int:
+        with engine.connect() as conn:
+            if sqlite:
+                query = "SELECT count(*) FROM agent_messages_fts WHERE agent_messages_fts MATCH :w"
+            else:
+                query = "SELECT count(*) FROM agent_messages WHERE to_tsvector('simple', content) @@ plainto_tsquery('simple', :w)"
+            return int(conn.execute(sa.text(query), {"w": word}).scalar_one())
+
+    assert matches("findable") == (0 if sqlite else 2)  # still queued on SQLite
+    downgrade(engine, empty_database_url, "014")
+    assert matches("findable") == 2
+    assert "agent_messages_fts_pending" not in sa.inspect(engine).get_table_names()
+    with engine.begin() as conn:  # 006's trigger indexes in the writing transaction again
+        conn.execute(sa.text("UPDATE agent_messages SET content = 'findable third' WHERE content = 'findable second'"))
+    assert (matches("findable"), matches("third"), matches("second")) == (2, 1, 0)
+
+    upgrade(engine, empty_database_url)
+    again = build_services(settings)
+    again.messages.append(agent.id, "findable fourth")
+    found = [m.content for m in again.messages.search(ws.id, "findable").items]
+    assert found == ["findable fourth", "findable third", "findable first"]
+    if sqlite:
+        with engine.begin() as conn:  # the index holds exactly the table's rows
+            conn.execute(
+                sa.text("INSERT INTO agent_messages_fts(agent_messages_fts, rank) VALUES ('integrity-check', 1)")
+            )
+    again.db.dispose()
+    engine.dispose()
