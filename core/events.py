@@ -82,10 +82,11 @@ def append_event(
     if type is EventType.LLM_TOKEN:
         raise ValueError("llm_token events are pushed with EventBus.publish_ephemeral, never stored")
     validate_payload(type, data)
-    next_seq = session.info.get("agentdeck_next_seq")
+    next_seq = session.info.get(_NEXT_SEQ)
     if next_seq is None:
-        current = session.connection().execute(_LOG_HEAD).scalar()
-        next_seq = (current or 0) + 1
+        next_seq = session.connection().execute(LOG_HEAD).scalar_one() + 1
+    if not session.info.get(_NOTIFIED):  # the transaction's first event
+        session.info[_NOTIFIED] = True
         if session.get_bind().dialect.name == "postgresql":
             # Delivered at commit only, so other processes never read ahead of the commit.
             # The payload names the committing Database: its own bus got the events handed over.
@@ -107,7 +108,7 @@ def append_event(
     # caller added to the session goes in first, as a flush would have ordered it.
     session.flush()
     session.connection().execute(_INSERT_EVENT, values)
-    session.info["agentdeck_next_seq"] = next_seq + 1
+    session.info[_NEXT_SEQ] = next_seq + 1
     session.info[EVENTS_WRITTEN] = True
     counts = session.info.setdefault(EVENT_TYPE_COUNTS, {})  # for metrics, after commit
     counts[type.value] = counts.get(type.value, 0) + 1
@@ -124,9 +125,20 @@ def append_event(
     return event
 
 
+def log_head_read(session: Session, head: int) -> None:
+    """The event log's last seq as the caller read it in this write transaction (LOG_HEAD as a
+    column of a statement it needed anyway): the transaction's first append_event need not read it.
+    Safe because writers are serialized from the start of their transaction (storage/db.py)."""
+    session.info.setdefault(_NEXT_SEQ, head + 1)
+
+
 _EVENTS: sa.Table = Event.__table__  # type: ignore[attr-defined]
-_LOG_HEAD = sa.select(sa.func.max(_EVENTS.c.seq))
+# The log's last seq (0 when empty): max() of the unique seq index, one lookup.
+LOG_HEAD = sa.select(sa.func.coalesce(sa.func.max(_EVENTS.c.seq), 0))
 _INSERT_EVENT = _EVENTS.insert()
+# session.info keys: the seq the transaction's next event takes; whether it has announced its events.
+_NEXT_SEQ = "agentdeck_next_seq"
+_NOTIFIED = "agentdeck_events_notified"
 
 
 @dataclass(frozen=True)

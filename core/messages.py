@@ -39,7 +39,7 @@ from sqlmodel import Session, col, func, select
 from core.agents import get_agent_row
 from core.db import Database
 from core.errors import InvalidInput, NotFound, TooLarge
-from core.events import EventType, append_event
+from core.events import LOG_HEAD, EventType, append_event, log_head_read
 from core.pagination import clamp_limit, decode_seq_cursor, decode_time_id_cursor, encode_cursor
 from core.schemas import Page
 from core.validation import MAX_INT32, check_storable_json
@@ -522,6 +522,8 @@ def _insert(
     # Safe as max+1: writers are serialized database-wide (storage/db.py); a lookup of the last
     # entry of the unique (agent_id, seq) index, whatever the thread's length.
     current = agent.thread_head if isinstance(agent, _AgentKey) else None
+    if isinstance(agent, _AgentKey) and agent.log_head is not None:
+        log_head_read(session, agent.log_head)
     if current is None:
         current = session.connection().execute(_THREAD_HEAD, {"agent_id": agent.id}).scalar()
     now = utcnow()
@@ -566,29 +568,34 @@ class _AgentKey:
     id: uuid.UUID
     workspace_id: uuid.UUID
     status: str
-    # The last seq of the agent's thread (0: empty) when read with the agent, in a write.
+    # When read with the agent in a write: the last seq of the agent's thread (0: empty), and of
+    # the event log.
     thread_head: int | None = None
+    log_head: int | None = None
 
 
 def _agent_key(
     session: Session, agent_id: uuid.UUID, scope: uuid.UUID | None, *, with_thread_head: bool = False
 ) -> _AgentKey:
-    """The agent's key; `with_thread_head`: and its thread's last seq, in the same statement (a
-    message write needs both: one statement fewer per message)."""
-    statement = _AGENT_KEY_AND_THREAD_HEAD if with_thread_head else _AGENT_KEY
+    """The agent's key; `with_thread_head`: and the last seq of its thread and of the event log, in
+    the same statement (a message write needs all three: two statements fewer per message)."""
+    statement = _AGENT_KEY_AND_HEADS if with_thread_head else _AGENT_KEY
     row = session.connection().execute(statement, {"id": agent_id}).first()
     if row is None or (scope is not None and row.workspace_id != scope):
         raise NotFound("agent", agent_id)
-    return _AgentKey(agent_id, row.workspace_id, row.status, row[2] if with_thread_head else None)
+    if with_thread_head:
+        return _AgentKey(agent_id, row.workspace_id, row.status, thread_head=row[2], log_head=row[3])
+    return _AgentKey(agent_id, row.workspace_id, row.status)
 
 
 _AGENTS: sa.Table = AgentInstance.__table__  # type: ignore[attr-defined]
 _AGENT_KEY = sa.select(_AGENTS.c.workspace_id, _AGENTS.c.status).where(_AGENTS.c.id == sa.bindparam("id"))
 _THREAD_HEAD = sa.select(sa.func.max(_MESSAGES.c.seq)).where(_MESSAGES.c.agent_id == sa.bindparam("agent_id"))
-_AGENT_KEY_AND_THREAD_HEAD = _AGENT_KEY.add_columns(
+_AGENT_KEY_AND_HEADS = _AGENT_KEY.add_columns(
     sa.select(sa.func.coalesce(sa.func.max(_MESSAGES.c.seq), 0))
     .where(_MESSAGES.c.agent_id == _AGENTS.c.id)
-    .scalar_subquery()
+    .scalar_subquery(),
+    LOG_HEAD.scalar_subquery(),
 )
 
 

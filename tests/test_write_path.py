@@ -172,6 +172,40 @@ def test_sqlite_writers_of_one_process_never_collide_even_without_a_busy_timeout
     assert services.messages.count(agent.id) == CLIENTS * 50
 
 
+def test_a_message_write_reads_what_it_needs_in_one_statement_and_inserts_two_rows(services: Services) -> None:
+    """The agent, its thread's last seq and the event log's last seq come in one SELECT; then the
+    message and its event are inserted. (SQLite's BEGIN IMMEDIATE is a statement of its own;
+    PostgreSQL adds the writers' lock and the NOTIFY.)"""
+    ws = services.workspaces.create(WorkspaceCreate(slug="statements"))
+    agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="s"))
+    services.messages.append(agent.id, "the first message")
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        second = services.messages.append(agent.id, "the second message")
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", record)
+    kinds = [
+        "lock" if "pg_advisory_xact_lock" in s else "notify" if "pg_notify" in s else " ".join(s.split()[:3])
+        for s in seen
+    ]
+    read = "select agent_instances.workspace_id, agent_instances.status,"
+    messages, events = "insert into agent_messages", "insert into events"
+    if USE_POSTGRES:
+        assert kinds == ["lock", read, messages, "notify", events]
+    else:
+        assert kinds == ["begin immediate", read, messages, events]
+    agent_read = seen[kinds.index(read)]
+    assert "max(agent_messages.seq)" in agent_read and "max(events.seq)" in agent_read
+    assert second.seq == 2
+    with services.db.read() as session:
+        assert read_events(session, EventFilter(agent_id=agent.id), 0, 10)[-1].data["message"]["seq"] == 2
+
+
 @pytest.mark.skipif(USE_POSTGRES, reason="SQLite's in-process writer queue")
 def test_a_write_opened_inside_a_write_on_one_thread_is_refused_not_deadlocked(services: Services) -> None:
     with services.db.write(), pytest.raises(RuntimeError, match="nested write"), services.db.write():
