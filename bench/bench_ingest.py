@@ -241,8 +241,9 @@ def wrk_rate(
     server: Server, path: str, token: str | None, connections: int, seconds: float, body: str | None = None
 ) -> tuple[float, float, int]:
     """Requests per second from wrk (C, one thread per connection up to 2, so the load generator
-    costs little of the machine), the server's CPU ms per request, and the non-2xx answers."""
-    script = Path(tempfile.mkdtemp(prefix="wrk-")) / "request.lua"
+    costs little of the machine), the server's CPU ms per request, and the failed requests."""
+    folder = Path(tempfile.mkdtemp(prefix="wrk-"))
+    script = folder / "request.lua"
     lines = ['wrk.headers["Content-Type"] = "application/json"']
     if token:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
@@ -252,11 +253,17 @@ def wrk_rate(
     threads = str(min(connections, 2))
     command = ["wrk", "-t", threads, "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "-s", str(script)]
     cpu = server.cpu_seconds()
-    done = subprocess.run([*command, server.base_url + path], capture_output=True, text=True, check=True)
+    try:
+        done = subprocess.run([*command, server.base_url + path], capture_output=True, text=True, check=True)
+    finally:
+        shutil.rmtree(folder)
     requests = int(re.search(r"(\d+) requests in", done.stdout).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    # Non-2xx answers, and socket errors (connect, read, write, timeout): each a failed request.
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
-    return rate, (server.cpu_seconds() - cpu) * 1000 / max(requests, 1), int(failed.group(1)) if failed else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
+    failures = (int(failed.group(1)) if failed else 0) + (sum(map(int, errors.groups())) if errors else 0)
+    return rate, (server.cpu_seconds() - cpu) * 1000 / max(requests, 1), failures
 
 
 async def _offered(app: App, agent: uuid.UUID, token: str, rate: float, seconds: float) -> list[float]:
@@ -365,8 +372,9 @@ def main() -> None:
         print(f"database: {backend}; app: {args.app_root}; client: {args.client}; load: {os.getloadavg()}")
         ids = prepare(database_url, tmp / "data", args.walk_messages)
         app = App(args.app_root, tmp / "data", database_url)
-        floor = Floor(tmp)
+        floor: Floor | None = None
         try:
+            floor = Floor(tmp)
             rows: list[tuple[str, float, float, float | None]] = []
             for _ in range(args.repeat):
                 raw = raw_sqlite(tmp / f"raw-{uuid.uuid4().hex[:6]}.db", args.raw_rows)
@@ -409,7 +417,8 @@ def main() -> None:
             print(f"load average after: {os.getloadavg()}")
         finally:
             app.stop()
-            floor.stop()
+            if floor is not None:
+                floor.stop()
     finally:
         drop()
 

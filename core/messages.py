@@ -14,7 +14,8 @@ Rules (SPEC §2, §5, §6):
   GIN on to_tsvector('simple', content)). A query is a list of words that must all appear; the
   user's text is never parsed as query syntax, so operators or stray quotes cannot break it.
   SQLite indexes new messages in batches, not each in its own transaction (migration 015): a
-  search first indexes whatever is still pending, so it finds every committed message.
+  search also matches the messages still queued (indexed for that read only, in a temporary
+  table), so it finds every committed message without ever writing or waiting for a writer.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from core.events import LOG_HEAD, EventType, append_event, log_head_read
 from core.pagination import clamp_limit, decode_seq_cursor, decode_time_id_cursor, encode_cursor
 from core.schemas import Page
 from core.validation import MAX_INT32, check_storable_json
+from storage.db import load_json
 from storage.models import AgentInstance, AgentMessage, Run, Workspace
 from storage.types import utcnow
 
@@ -55,6 +57,8 @@ FTS_TABLE = "agent_messages_fts"  # created by migrations/versions/006_message_s
 FTS_PENDING_TABLE = "agent_messages_fts_pending"
 # Messages a process writes before it indexes the pending ones (one FTS5 segment per batch).
 DEFAULT_SEARCH_INDEX_BATCH = 256
+# SQLite: a read connection's own temporary index of the pending messages, for one search.
+FTS_UNINDEXED_TABLE = "agent_messages_fts_unindexed"
 
 
 class MessageCreate(BaseModel):
@@ -123,7 +127,6 @@ def _encode_stored_rows(agent: _AgentKey, rows: Sequence[Sequence[Any]]) -> list
     embedded as stored (orjson.Fragment), ids and times reformatted as pydantic writes them. A
     test holds this equal to the validated page (tests/test_write_path.py)."""
     workspace_id, agent_id = str(agent.workspace_id), str(agent.id)
-    fragment = orjson.Fragment
     return [
         {
             "id": _dashed(id_hex),
@@ -135,8 +138,8 @@ def _encode_stored_rows(agent: _AgentKey, rows: Sequence[Sequence[Any]]) -> list
             "role": role,
             "content": content,
             "cause_by": cause_by,
-            "send_to": fragment(send_to),
-            "metadata": fragment(metadata),
+            "send_to": _stored_json(send_to),
+            "metadata": _stored_json(metadata),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "cost": cost,
@@ -158,6 +161,15 @@ def _encode_stored_rows(agent: _AgentKey, rows: Sequence[Sequence[Any]]) -> list
             created_at,
         ) in rows
     ]
+
+
+def _stored_json(text: str) -> orjson.Fragment:
+    """A JSON column's stored text, to embed as it is. Rows imported before bundle lines were
+    checked may hold NaN or Infinity, which JSON has not: those (and any text merely mentioning
+    them) are read and written again with null in their place, so a page is always JSON."""
+    if "NaN" in text or "Infinity" in text:
+        return orjson.Fragment(pydantic_core.to_json(load_json(text), inf_nan_mode="null"))
+    return orjson.Fragment(text)
 
 
 def _dashed(hex32: str) -> str:
@@ -286,7 +298,7 @@ class MessageService:
 
     def _index_in_batches(self, session: Session) -> None:
         """SQLite: after every `search_index_batch` messages, index the pending ones in this
-        transaction (searches index what is left before they read)."""
+        transaction (a search matches what is left on its own, see `search`)."""
         if self.db.dialect != "sqlite":
             return
         self._unindexed += 1
@@ -462,28 +474,19 @@ class MessageService:
             raise NotFound("workspace", workspace_id)
         terms = _search_terms(query)
         after = _time_id_cursor(cursor) if cursor else None  # a malformed cursor is 422 in any case
-        if terms and self.db.dialect == "sqlite":
-            self._index_pending()
         with self.db.read() as session:
             if session.get(Workspace, workspace_id) is None:
                 raise NotFound("workspace", workspace_id)
             if not terms:
                 return Page[MessagePublic](items=[], next_cursor=None)
+            if self.db.dialect == "sqlite":
+                _index_queued_for_this_read(session.connection())
             stmt = select(AgentMessage).where(*_search_where(self.db.dialect, workspace_id, terms))
             if after is not None:
                 stmt = stmt.where(_time_key() < after)
             stmt = stmt.order_by(col(AgentMessage.created_at).desc(), col(AgentMessage.id).desc()).limit(limit + 1)
             rows = list(session.exec(stmt))
         return _time_page(rows, limit)
-
-    def _index_pending(self) -> None:
-        """Index every message committed so far (SQLite), so a search finds them all."""
-        with self.db.read() as session:
-            pending = session.connection().execute(_ANY_PENDING).scalar()
-        if pending:
-            with self.db.write() as session:
-                index_pending_messages(session.connection())
-                self._unindexed = 0
 
 
 def index_pending_messages(connection: sa.Connection) -> int:
@@ -496,12 +499,27 @@ def index_pending_messages(connection: sa.Connection) -> int:
     return int(indexed or 0)
 
 
-_ANY_PENDING = sa.text(f"SELECT EXISTS (SELECT 1 FROM {FTS_PENDING_TABLE})")
+def _index_queued_for_this_read(connection: sa.Connection) -> None:
+    """SQLite: the messages still queued for the index, indexed in this connection's own temporary
+    FTS5 table (same tokenizer) for the search that follows in the same read transaction. A search
+    never writes the database, so it never waits for a writer; it sees the same snapshot as the
+    index, in which every message is either indexed or queued."""
+    connection.execute(_CREATE_UNINDEXED)
+    connection.execute(_CLEAR_UNINDEXED)
+    connection.execute(_FILL_UNINDEXED)
+
+
 _INDEX_PENDING = sa.text(
     f"INSERT INTO {FTS_TABLE}(rowid, content) "
     f"SELECT m.rowid, m.content FROM {FTS_PENDING_TABLE} p JOIN agent_messages m ON m.rowid = p.rowid"
 )
 _CLEAR_PENDING = sa.text(f"DELETE FROM {FTS_PENDING_TABLE}")
+_CREATE_UNINDEXED = sa.text(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{FTS_UNINDEXED_TABLE} USING fts5(content)")
+_CLEAR_UNINDEXED = sa.text(f"DELETE FROM temp.{FTS_UNINDEXED_TABLE}")
+_FILL_UNINDEXED = sa.text(
+    f"INSERT INTO temp.{FTS_UNINDEXED_TABLE}(rowid, content) "
+    f"SELECT m.rowid, m.content FROM {FTS_PENDING_TABLE} p JOIN agent_messages m ON m.rowid = p.rowid"
+)
 
 
 # -- writing helpers -------------------------------------------------------------------------
@@ -683,11 +701,17 @@ def _search_where(dialect: str, workspace_id: uuid.UUID, terms: list[str]) -> li
     if dialect == "sqlite":
         # Each term becomes an FTS5 string ("..." with quotes doubled), so nothing the user types
         # is read as an operator (OR, NEAR, *, ^, column filters); juxtaposed strings mean AND.
-        match = " ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        hits: sa.Select[Any] = (
+        match: sa.BindParameter[str] = sa.bindparam(
+            "fts_query", " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+        )
+        # The index, and the messages still queued for it (see _index_queued_for_this_read).
+        hits: sa.CompoundSelect[Any] = sa.union_all(
             sa.select(sa.literal_column("rowid"))
             .select_from(sa.table(FTS_TABLE))
-            .where(sa.literal_column(FTS_TABLE).op("MATCH")(sa.bindparam("fts_query", match)))
+            .where(sa.literal_column(FTS_TABLE).op("MATCH")(match)),
+            sa.select(sa.literal_column("rowid"))
+            .select_from(sa.table(FTS_UNINDEXED_TABLE, schema="temp"))
+            .where(sa.literal_column(FTS_UNINDEXED_TABLE).op("MATCH")(match)),
         )
         # Without statistics SQLite would walk the workspace's whole index and probe the hits;
         # a unary + makes the column unindexable, so the hits drive (one rowid lookup each).

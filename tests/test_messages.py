@@ -8,6 +8,7 @@ captured while the service ran, so "a page costs the same at any depth" is check
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,9 +28,10 @@ from core.messages import (
     MessageCreate,
     MessagePublic,
     MessageService,
+    index_pending_messages,
     thread_cursor,
 )
-from core.schemas import AgentCreate, AgentPublic, WorkspaceCreate, WorkspacePublic
+from core.schemas import AgentCreate, AgentPublic, Page, WorkspaceCreate, WorkspacePublic
 from core.services import Services
 from storage.models import AgentMessage, Event, Run
 from storage.types import utcnow
@@ -87,6 +89,7 @@ def bulk_thread(db: Database, agent: AgentPublic, n: int, run_id: uuid.UUID | No
     ]
     with db.write() as session:
         session.execute(sa.insert(AgentMessage), rows)
+        index_pending_messages(session.connection())  # as a bundle import does after its rows
 
 
 def message_events(db: Database) -> list[Event]:
@@ -122,6 +125,9 @@ def plan_of_page_query(db: Database, run: Any) -> str:
     statement, parameters = pages[0]
     with db.engine.connect() as conn:
         if db.dialect == "sqlite":
+            for prelude, _ in statements:  # a search's temporary index of queued messages
+                if prelude.startswith("CREATE VIRTUAL TABLE IF NOT EXISTS temp."):
+                    conn.exec_driver_sql(prelude)
             rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
             return "\n".join(str(row[-1]) for row in rows)
         rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
@@ -238,6 +244,8 @@ def test_a_10000_message_thread_walks_both_ways_exactly_once_on_the_index(
     plan = plan_of_page_query(services.db, lambda: messages.search(ws.id, "9876"))
     if sqlite:
         assert "SCAN agent_messages_fts VIRTUAL TABLE" in plan and "INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+        # The messages queued for the index are matched through its temporary index, not read.
+        assert "SCAN temp.agent_messages_fts_unindexed VIRTUAL TABLE INDEX" in plan, plan
     else:
         assert "Bitmap Index Scan on ix_agent_messages_fts" in plan and "Seq Scan" not in plan, plan
 
@@ -526,10 +534,17 @@ def _pending(db: Database) -> int:
         return int(session.connection().execute(sa.text(f"SELECT count(*) FROM {FTS_PENDING_TABLE}")).scalar_one())
 
 
-def _index_matches_the_messages(db: Database) -> None:
-    """FTS5's own check that its index holds exactly the content table's rows (SQLite fails it as
-    'database disk image is malformed' otherwise), e.g. after a 'delete' of a row never indexed."""
+def _index_queued(db: Database) -> None:
     with db.write() as session:
+        index_pending_messages(session.connection())
+
+
+def _index_matches_the_messages(db: Database) -> None:
+    """The queue indexed, then FTS5's own check that its index holds exactly the content table's
+    rows (SQLite fails it as 'database disk image is malformed' otherwise), e.g. after a 'delete'
+    of a row that was never indexed."""
+    with db.write() as session:
+        index_pending_messages(session.connection())
         session.connection().execute(
             sa.text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('integrity-check', 1)")
         )
@@ -542,9 +557,45 @@ def test_a_search_finds_messages_still_waiting_for_the_index(services: Services)
     agent = make_agent(services, ws, "a")
     written = [messages.append(agent.id, f"pending word {i}").id for i in range(5)]
     assert _pending(services.db) == 5  # written, not yet indexed
-    assert [m.id for m in messages.search(ws.id, "pending word").items] == written[::-1]
-    assert _pending(services.db) == 0
+    _index_queued(services.db)
+    written += [messages.append(agent.id, f"pending word {i}").id for i in range(5, 8)]
+    assert _pending(services.db) == 3
+    # Indexed and queued alike, newest first, one page after the other; the search wrote nothing.
+    first = messages.search(ws.id, "pending word", limit=4)
+    rest = messages.search(ws.id, "pending word", limit=4, cursor=first.next_cursor)
+    assert [m.id for m in first.items + rest.items] == written[::-1] and rest.next_cursor is None
+    assert messages.search(ws.id, "word 6").items[0].id == written[6]
+    assert _pending(services.db) == 3
     _index_matches_the_messages(services.db)
+
+
+def test_a_search_never_waits_for_a_writer(services: Services) -> None:
+    """Searching reads only (on SQLite too, with messages queued for the index): it answers while
+    another thread holds the database's write transaction open."""
+    messages = MessageService(services.db, search_index_batch=1000)
+    ws = make_workspace(services, "no-wait")
+    agent = make_agent(services, ws, "a")
+    written = messages.append(agent.id, "queued words")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with services.db.write():
+            holding.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    holding.wait()
+    try:
+        found: list[Page[MessagePublic]] = []
+        searcher = threading.Thread(target=lambda: found.append(messages.search(ws.id, "queued")))
+        searcher.start()
+        searcher.join(timeout=60)  # only a failure waits this long: the search would be blocked
+        assert not searcher.is_alive(), "the search waited for the writer"
+        assert [m.id for m in found[0].items] == [written.id]
+    finally:
+        release.set()
+        holder.join()
 
 
 @sqlite_only
@@ -576,6 +627,7 @@ def test_the_index_stays_exact_through_deletes_updates_and_reused_rowids(service
         return [m.content for m in messages.search(ws.id, words).items]
 
     indexed = [messages.append(agent.id, f"indexed {word}").id for word in ("alpha", "beta", "gamma")]
+    _index_queued(services.db)
     assert len(found("indexed")) == 3 and _pending(services.db) == 0
     waiting = [messages.append(agent.id, f"waiting {word}").id for word in ("delta", "epsilon")]
     edit(waiting[1], None)  # deleted before it was ever indexed: FTS5 must not be told to delete it
@@ -588,7 +640,8 @@ def test_the_index_stays_exact_through_deletes_updates_and_reused_rowids(service
 
     # SQLite gives the next row the rowid of the newest one deleted: queued again, with new words.
     newest = messages.append(agent.id, "newest zeta")
-    assert found("zeta") == ["newest zeta"]
+    _index_queued(services.db)
+    assert found("zeta") == ["newest zeta"] and _pending(services.db) == 0
     edit(newest.id, None)
     messages.append(agent.id, "reused eta")
     assert found("zeta") == [] and found("eta") == ["reused eta"]

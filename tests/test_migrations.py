@@ -13,6 +13,7 @@ from sqlmodel import SQLModel
 
 from core.config import Settings
 from core.llm_profiles import LlmProfileCreate
+from core.messages import index_pending_messages
 from core.registry import sync_definitions
 from core.runs import RunCreate
 from core.schemas import AgentCreate, WorkspaceCreate
@@ -145,7 +146,8 @@ def test_015_queues_messages_for_the_search_index_and_both_directions_keep_searc
     found = [m.content for m in again.messages.search(ws.id, "findable").items]
     assert found == ["findable fourth", "findable third", "findable first"]
     if sqlite:
-        with engine.begin() as conn:  # the index holds exactly the table's rows
+        with engine.begin() as conn:  # once the queue is indexed, the index holds exactly the table's rows
+            assert index_pending_messages(conn) == 1
             conn.execute(
                 sa.text("INSERT INTO agent_messages_fts(agent_messages_fts, rank) VALUES ('integrity-check', 1)")
             )

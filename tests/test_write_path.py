@@ -320,3 +320,24 @@ def test_a_thread_page_encoded_from_the_rows_equals_the_validated_page(services:
         assert [list(item) for item in encoded["items"]] == [list(MessagePublic.model_fields)] * len(page.items)
     second = json.loads(services.messages.list_json(agent.id, after=thread_cursor(1), limit=1))["items"][0]
     assert (second["created_at"], second["metadata"]) == ("2026-01-02T03:04:05Z", {"big": 10**30})
+
+
+@pytest.mark.skipif(USE_POSTGRES, reason="PostgreSQL's jsonb cannot hold NaN or Infinity at all")
+def test_a_page_stays_json_when_an_old_row_holds_nan_or_infinity(services: Services) -> None:
+    """Bundles imported before their lines were checked could store NaN/Infinity on SQLite; a page
+    holding such a row is still JSON (null in their place), and the row next to it is untouched."""
+    ws = services.workspaces.create(WorkspaceCreate(slug="nan"))
+    agent = services.agents.create(AgentCreate(workspace_id=ws.id, definition="assistant", name="n"))
+    old = services.messages.append(agent.id, "an old row")
+    services.messages.append(agent.id, "a new row", metadata={"says": "NaN is not JSON", "n": 1})
+    table = AgentMessage.__table__  # type: ignore[attr-defined]
+    with services.db.write() as session:
+        session.connection().execute(
+            sa.update(table).where(table.c.id == old.id).values(metadata={"x": float("nan"), "y": float("inf")})
+        )
+
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} in the page")
+
+    page = json.loads(services.messages.list_json(agent.id), parse_constant=no_constants)
+    assert [item["metadata"] for item in page["items"]] == [{"says": "NaN is not JSON", "n": 1}, {"x": None, "y": None}]

@@ -1,10 +1,10 @@
 """SQLite: a new message is queued for the full-text index instead of indexed in its own transaction.
 
 Indexing a message with FTS5 in the transaction that writes it made each message write its own
-index segment (and FTS5 then merges them): a third of the CPU of storing a message. Now the insert
-trigger only records the message's rowid in `agent_messages_fts_pending`; core.messages indexes
-the pending rows in batches (every few hundred messages, at the end of a bundle import) and before
-every search, so a search still finds every committed message.
+index segment (and FTS5 then merges them). Now the insert trigger only records the message's rowid
+in `agent_messages_fts_pending`; core.messages indexes the queue in batches (every few hundred
+messages, at the end of a bundle import), and a search also matches the queued messages through a
+temporary index of its own read, so it finds every committed message without writing.
 
 The delete and update triggers keep the index exact either way: a row still pending is only taken
 off the queue (FTS5 must never be told to delete what it never indexed), an indexed row is deleted
@@ -13,8 +13,10 @@ again by the insert trigger, so it is indexed with its new content.
 
 PostgreSQL is unchanged: its GIN index has a pending list of its own (fastupdate).
 
-Caveat for later revisions (as in 006): a batch rebuild of agent_messages drops these triggers; such
-a revision must create the triggers of this revision again and then index everything afresh.
+Caveats. A batch rebuild of agent_messages (as in 006) drops these triggers and may renumber rowids:
+such a revision must create this revision's triggers again, empty the queue and then index
+everything afresh ('rebuild'). FTS5's 'integrity-check' against the table fails while messages are
+queued: index the queue first (core.messages.index_pending_messages).
 
 Revision ID: 015
 Revises: 014
