@@ -509,17 +509,12 @@ def _index_queued_for_this_read(connection: sa.Connection) -> None:
     connection.execute(_FILL_UNINDEXED)
 
 
-_INDEX_PENDING = sa.text(
-    f"INSERT INTO {FTS_TABLE}(rowid, content) "
-    f"SELECT m.rowid, m.content FROM {FTS_PENDING_TABLE} p JOIN agent_messages m ON m.rowid = p.rowid"
-)
+_QUEUED = f"SELECT m.rowid, m.content FROM {FTS_PENDING_TABLE} p JOIN agent_messages m ON m.rowid = p.rowid"
+_INDEX_PENDING = sa.text(f"INSERT INTO {FTS_TABLE}(rowid, content) {_QUEUED}")
 _CLEAR_PENDING = sa.text(f"DELETE FROM {FTS_PENDING_TABLE}")
 _CREATE_UNINDEXED = sa.text(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.{FTS_UNINDEXED_TABLE} USING fts5(content)")
 _CLEAR_UNINDEXED = sa.text(f"DELETE FROM temp.{FTS_UNINDEXED_TABLE}")
-_FILL_UNINDEXED = sa.text(
-    f"INSERT INTO temp.{FTS_UNINDEXED_TABLE}(rowid, content) "
-    f"SELECT m.rowid, m.content FROM {FTS_PENDING_TABLE} p JOIN agent_messages m ON m.rowid = p.rowid"
-)
+_FILL_UNINDEXED = sa.text(f"INSERT INTO temp.{FTS_UNINDEXED_TABLE}(rowid, content) {_QUEUED}")
 
 
 # -- writing helpers -------------------------------------------------------------------------
