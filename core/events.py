@@ -179,7 +179,7 @@ def read_events(session: Session, flt: EventFilter, since: int, limit: int) -> l
 
 
 def head_seq(session: Session) -> int:
-    return session.exec(select(sa.func.max(Event.seq))).one() or 0
+    return int(session.connection().execute(LOG_HEAD).scalar_one())
 
 
 def purge_events_older_than(db: Database, days: int) -> int:

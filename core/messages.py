@@ -387,9 +387,8 @@ class MessageService:
         building a model per message. On SQLite the page is written from the stored text itself
         (see `_encode_stored_rows`); elsewhere the typed rows go straight to pydantic's encoder."""
         if self.db.dialect == "sqlite":
-            agent, rows, limit = self._thread_rows(agent_id, scope, limit, before, after, _STORED_TEXT_COLUMNS)
-            next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-            return orjson.dumps({"items": _encode_stored_rows(agent, rows[:limit]), "next_cursor": next_cursor})
+            agent, rows, next_cursor = self._thread_rows(agent_id, scope, limit, before, after, _STORED_TEXT_COLUMNS)
+            return orjson.dumps({"items": _encode_stored_rows(agent, rows), "next_cursor": next_cursor})
         items, next_cursor = self._thread_page(agent_id, scope, limit, before, after)
         return pydantic_core.to_json({"items": items, "next_cursor": next_cursor})
 
@@ -401,15 +400,13 @@ class MessageService:
         before: str | None,
         after: str | None,
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
-        agent, rows, limit = self._thread_rows(agent_id, scope, limit, before, after, _ROW_COLUMNS)
+        agent, rows, next_cursor = self._thread_rows(agent_id, scope, limit, before, after, _ROW_COLUMNS)
         # The agent and workspace are the page's, not read (and converted) again for every row.
         # (Keys in the model's field order: the JSON is the same, byte for byte.)
         ws, ag, rest = agent.workspace_id, agent.id, _ROW_NAMES[1:]
         items = [
-            {"id": row[0], "workspace_id": ws, "agent_id": ag, **dict(zip(rest, row[1:], strict=True))}
-            for row in rows[:limit]
+            {"id": row[0], "workspace_id": ws, "agent_id": ag, **dict(zip(rest, row[1:], strict=True))} for row in rows
         ]
-        next_cursor = encode_cursor(items[-1]["seq"]) if len(rows) > limit else None
         return items, next_cursor
 
     def _thread_rows(
@@ -420,9 +417,9 @@ class MessageService:
         before: str | None,
         after: str | None,
         columns: builtins.list[Any],
-    ) -> tuple[_AgentKey, Sequence[sa.Row[Any]], int]:
-        """A page of the thread's rows (one more than the limit when more follow), the agent's
-        key and the clamped limit."""
+    ) -> tuple[_AgentKey, Sequence[sa.Row[Any]], str | None]:
+        """The agent's key, a page of the thread's rows of `columns` (which must include `seq`),
+        and the cursor of the next page (None at the end)."""
         if before is not None and after is not None:
             raise InvalidInput("give either 'before' or 'after', not both")
         limit = clamp_limit(limit)
@@ -437,7 +434,9 @@ class MessageService:
         with self.db.read() as session:
             agent = _agent_key(session, agent_id, scope)
             rows = session.connection().execute(stmt.limit(limit + 1)).all()
-        return agent, rows, limit
+        # One row more than asked for says whether another page follows.
+        next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+        return agent, rows[:limit], next_cursor
 
     def list_run(
         self,
@@ -534,9 +533,11 @@ def _insert(
             raise NotFound("run", run_id)
     # Safe as max+1: writers are serialized database-wide (storage/db.py); a lookup of the last
     # entry of the unique (agent_id, seq) index, whatever the thread's length.
-    current = agent.thread_head if isinstance(agent, _AgentKey) else None
-    if isinstance(agent, _AgentKey) and agent.log_head is not None:
-        log_head_read(session, agent.log_head)
+    current = None
+    if isinstance(agent, _AgentKey):  # read with the agent, in this transaction
+        current = agent.thread_head
+        if agent.log_head is not None:
+            log_head_read(session, agent.log_head)
     if current is None:
         current = session.connection().execute(_THREAD_HEAD, {"agent_id": agent.id}).scalar()
     now = utcnow()

@@ -62,7 +62,8 @@ SQLITE_UPGRADE = [
     """,
 ]
 
-# Back to 006's triggers, with whatever is still pending indexed first.
+# Back to 006's triggers, with whatever is still pending indexed first. Written out here rather than
+# imported from 006: a revision is a snapshot, and must not change when another one is edited.
 SQLITE_DOWNGRADE = [
     f"""
     INSERT INTO {FTS_TABLE}(rowid, content)
